@@ -1,0 +1,216 @@
+#include "common/fs_util.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/errno_status.h"
+#include "common/unique_fd.h"
+
+namespace accel {
+namespace {
+
+struct InodeKey {
+  dev_t dev;
+  ino_t ino;
+  bool operator==(const InodeKey& o) const { return dev == o.dev && ino == o.ino; }
+  template <typename H>
+  friend H AbslHashValue(H h, const InodeKey& k) {
+    return H::combine(std::move(h), k.dev, k.ino);
+  }
+};
+
+absl::Status UsageAt(int dirfd, const std::string& path, dev_t root_dev,
+                     absl::flat_hash_set<InodeKey>& seen, DiskUsageResult& out) {
+  UniqueFd fd(::openat(dirfd, path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", path));
+  DIR* d = ::fdopendir(fd.get());
+  if (d == nullptr) return ErrnoToStatus(errno, absl::StrCat("opendir ", path));
+  int dfd = fd.Release();
+  (void)dfd;
+  absl::Status status;
+  while (struct dirent* e = ::readdir(d)) {
+    absl::string_view name = e->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st;
+    if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;  // removed while walking
+      status = ErrnoToStatus(errno, absl::StrCat("stat ", path, "/", name));
+      break;
+    }
+    if (seen.insert({st.st_dev, st.st_ino}).second) {
+      out.bytes += static_cast<int64_t>(st.st_blocks) * 512;
+      out.inodes++;
+    }
+    if (S_ISDIR(st.st_mode) && st.st_dev == root_dev) {
+      status = UsageAt(::dirfd(d), e->d_name, root_dev, seen, out);
+      if (!status.ok()) break;
+    }
+  }
+  ::closedir(d);
+  return status;
+}
+
+absl::Status RemoveAt(int dirfd, const char* name, const std::string& shown, dev_t parent_dev) {
+  struct stat st;
+  if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoToStatus(errno, absl::StrCat("stat ", shown));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    if (st.st_dev != parent_dev) {
+      return absl::FailedPreconditionError(absl::StrCat("refusing to remove ", shown,
+                                                        ": a filesystem is mounted there"));
+    }
+    int fd = ::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("open ", shown));
+    DIR* d = ::fdopendir(fd);
+    if (d == nullptr) {
+      ::close(fd);
+      return ErrnoToStatus(errno, absl::StrCat("opendir ", shown));
+    }
+    std::vector<std::string> names;
+    while (struct dirent* e = ::readdir(d)) {
+      absl::string_view n = e->d_name;
+      if (n != "." && n != "..") names.emplace_back(n);
+    }
+    absl::Status status;
+    for (const std::string& n : names) {
+      status = RemoveAt(::dirfd(d), n.c_str(), absl::StrCat(shown, "/", n), st.st_dev);
+      if (!status.ok()) break;
+    }
+    ::closedir(d);
+    if (!status.ok()) return status;
+    if (::unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
+      return ErrnoToStatus(errno, absl::StrCat("rmdir ", shown));
+    }
+    return absl::OkStatus();
+  }
+  if (::unlinkat(dirfd, name, 0) != 0 && errno != ENOENT) {
+    return ErrnoToStatus(errno, absl::StrCat("unlink ", shown));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<DiskUsageResult> DiskUsage(const std::string& dir) {
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat("stat ", dir));
+  DiskUsageResult out;
+  absl::flat_hash_set<InodeKey> seen;
+  seen.insert({st.st_dev, st.st_ino});
+  out.bytes = static_cast<int64_t>(st.st_blocks) * 512;
+  out.inodes = 1;
+  if (S_ISDIR(st.st_mode)) {
+    absl::Status s = UsageAt(AT_FDCWD, dir, st.st_dev, seen, out);
+    if (!s.ok()) return s;
+  }
+  return out;
+}
+
+absl::Status RemoveAll(const std::string& path) {
+  std::string parent = ".";
+  auto slash = path.find_last_of('/');
+  if (slash != std::string::npos) parent = slash == 0 ? "/" : path.substr(0, slash);
+  struct stat pst;
+  if (::lstat(parent.c_str(), &pst) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoToStatus(errno, absl::StrCat("stat ", parent));
+  }
+  return RemoveAt(AT_FDCWD, path.c_str(), path, pst.st_dev);
+}
+
+absl::Status MkdirAll(const std::string& path, mode_t mode) {
+  if (path.empty()) return absl::InvalidArgumentError("mkdir: empty path");
+  std::string cur;
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part.empty()) {
+      if (cur.empty()) cur = "/";
+      continue;
+    }
+    if (!cur.empty() && cur.back() != '/') cur.push_back('/');
+    cur.append(part.data(), part.size());
+    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) {
+      return ErrnoToStatus(errno, absl::StrCat("mkdir ", cur));
+    }
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat("stat ", path));
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " exists and is not a directory"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FsyncDir(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", dir));
+  if (::fsync(fd.get()) != 0) return ErrnoToStatus(errno, absl::StrCat("fsync ", dir));
+  return absl::OkStatus();
+}
+
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, mode_t mode) {
+  std::string tmp = absl::StrCat(path, ".tmp-", ::getpid());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", tmp));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      absl::Status s = ErrnoToStatus(errno, absl::StrCat("write ", tmp));
+      ::unlink(tmp.c_str());
+      return s;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) {
+    absl::Status s = ErrnoToStatus(errno, absl::StrCat("fsync ", tmp));
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  fd.Reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    absl::Status s = ErrnoToStatus(errno, absl::StrCat("rename ", tmp, " to ", path));
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  auto slash = path.find_last_of('/');
+  return FsyncDir(slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash)));
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return ErrnoToStatus(errno ? errno : ENOENT, absl::StrCat("open ", path));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool IsMountPoint(const std::string& path) {
+  struct stat st, pst;
+  if (::lstat(path.c_str(), &st) != 0) return false;
+  std::string parent = path + "/..";
+  if (::lstat(parent.c_str(), &pst) != 0) return false;
+  if (st.st_dev != pst.st_dev) return true;
+  // Bind mounts of the same filesystem keep the device: check mountinfo.
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    if (f.size() > 4 && f[4] == path) return true;
+  }
+  return false;
+}
+
+}  // namespace accel

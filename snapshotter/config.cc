@@ -1,0 +1,75 @@
+#include "snapshotter/config.h"
+
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/fs_util.h"
+#include "common/status_macros.h"
+
+namespace accel::snapshotter {
+namespace {
+
+absl::Status TypeError(const std::string& origin, absl::string_view key, absl::string_view want) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(origin, ": \"", key, "\" must be ", want));
+}
+
+absl::Status GetString(const toml::table& t, const std::string& origin, const char* key,
+                       std::string& out) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return absl::OkStatus();
+  auto v = n->value<std::string>();
+  if (!v || !n->is_string()) return TypeError(origin, key, "a string");
+  out = *v;
+  return absl::OkStatus();
+}
+
+absl::Status GetInt(const toml::table& t, const std::string& origin, const char* key, int lo,
+                    int hi, int& out) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return absl::OkStatus();
+  if (!n->is_integer()) return TypeError(origin, key, "an integer");
+  int64_t v = *n->value<int64_t>();
+  if (v < lo || v > hi) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": \"", key, "\" must be between ", lo, " and ", hi, ", got ", v));
+  }
+  out = static_cast<int>(v);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& origin) {
+  toml::table t;
+  try {
+    t = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream where;
+    where << e.source().begin;
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ":", where.str(), ": ", std::string(e.description())));
+  }
+  Config c;
+  for (const auto& [key, node] : t) {
+    std::string k(key.str());
+    if (k != "root" && k != "address" && k != "log_level" && k != "max_rpc_threads") {
+      return absl::InvalidArgumentError(absl::StrCat(origin, ": unknown key \"", k, "\""));
+    }
+  }
+  ACCEL_RETURN_IF_ERROR(GetString(t, origin, "root", c.root));
+  ACCEL_RETURN_IF_ERROR(GetString(t, origin, "address", c.address));
+  ACCEL_RETURN_IF_ERROR(GetString(t, origin, "log_level", c.log_level));
+  ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "max_rpc_threads", 2, 4096, c.max_rpc_threads));
+  return c;
+}
+
+absl::StatusOr<Config> LoadConfig(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) return Annotate(text.status(), "read config");
+  return ParseConfig(*text, path);
+}
+
+}  // namespace accel::snapshotter

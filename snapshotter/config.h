@@ -1,0 +1,35 @@
+#pragma once
+
+// The daemon's configuration: a TOML file, overridden by command-line flags.
+//
+//   # /etc/accel/config.toml
+//   root = "/var/lib/containerd/io.containerd.snapshotter.v1.accel"
+//   address = "/run/accel-snapshotter/snapshotter.sock"
+//   log_level = "info"          # debug, info, warn, error
+//   max_rpc_threads = 64        # bound on concurrent RPC handler threads
+//
+// Unknown keys are an error (a typo must not be silently ignored).
+
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace accel::snapshotter {
+
+inline constexpr char kDefaultRoot[] = "/var/lib/containerd/io.containerd.snapshotter.v1.accel";
+inline constexpr char kDefaultAddress[] = "/run/accel-snapshotter/snapshotter.sock";
+
+struct Config {
+  std::string root = kDefaultRoot;
+  std::string address = kDefaultAddress;
+  std::string log_level = "info";
+  int max_rpc_threads = 64;
+};
+
+// Parses TOML text; `origin` names it in errors.
+absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& origin);
+
+// Reads and parses the file at `path`.
+absl::StatusOr<Config> LoadConfig(const std::string& path);
+
+}  // namespace accel::snapshotter

@@ -1,0 +1,139 @@
+#include "snapshotter/daemon.h"
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/errno_status.h"
+#include "common/fs_util.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "common/unique_fd.h"
+#include "common/version.h"
+#include "snapshotter/grpc_service.h"
+#include "snapshotter/snapshotter.h"
+
+namespace accel::snapshotter {
+namespace {
+
+// How long in-flight RPCs get to finish after SIGTERM.
+constexpr absl::Duration kShutdownGrace = absl::Seconds(30);
+
+sigset_t TerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+// Prepares `path` for a new listener: creates its directory (0700 if new),
+// refuses if another process answers on it, removes a stale socket.
+absl::Status PrepareSocketPath(const std::string& path) {
+  if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("socket path ", path, " is longer than ",
+                                                   sizeof(sockaddr_un{}.sun_path) - 1, " bytes"));
+  }
+  auto slash = path.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) {
+    ACCEL_RETURN_IF_ERROR(MkdirAll(path.substr(0, slash), 0700));
+  }
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoToStatus(errno, absl::StrCat("stat ", path));
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " exists and is not a socket; refusing to replace it"));
+  }
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return ErrnoToStatus(errno, "socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("another process is serving on ", path, " (is accel-snapshotter running?)"));
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoToStatus(errno, absl::StrCat("remove stale socket ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void BlockTerminationSignals() {
+  sigset_t set = TerminationSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+absl::Status RunDaemon(const Config& config) {
+  ACCEL_LOG(kInfo, "msg=\"starting accel-snapshotter\"", LogField("version", Version()),
+            LogField("root", config.root), LogField("address", config.address));
+  ACCEL_ASSIGN_OR_RETURN(auto sn, Snapshotter::Open(SnapshotterOptions{config.root}));
+
+  ACCEL_RETURN_IF_ERROR(PrepareSocketPath(config.address));
+  auto snapshots = NewSnapshotsService(sn.get());
+  auto daemon = NewDaemonService(sn.get(), DaemonInfo{config.address, absl::Now()});
+
+  grpc::ServerBuilder builder;
+  grpc::ResourceQuota quota("accel-rpc");
+  quota.SetMaxThreads(config.max_rpc_threads);
+  builder.SetResourceQuota(quota);
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  builder.AddListeningPort(absl::StrCat("unix:", config.address),
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(snapshots.get());
+  builder.RegisterService(daemon.get());
+  // The socket is created root-only: no window in which others can connect.
+  mode_t old_umask = ::umask(0077);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ::umask(old_umask);
+  if (server == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on unix socket ", config.address));
+  }
+  if (::chmod(config.address.c_str(), 0600) != 0) {
+    absl::Status s = ErrnoToStatus(errno, absl::StrCat("chmod ", config.address));
+    server->Shutdown();
+    return s;
+  }
+  sd_notify(0, "READY=1\nSTATUS=serving");
+  ACCEL_LOG(kInfo, "msg=\"serving\"", LogField("address", config.address));
+
+  sigset_t set = TerminationSignals();
+  int sig = 0;
+  while (true) {
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      ACCEL_LOG(kInfo, "msg=\"SIGHUP ignored (restart the daemon to reload its config)\"");
+      continue;
+    }
+    break;
+  }
+  ACCEL_LOG(kInfo, "msg=\"shutting down\"", LogField("signal", strsignal(sig)));
+  sd_notify(0, "STOPPING=1");
+  // Stops accepting; in-flight RPCs get kShutdownGrace to finish.
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::seconds(absl::ToInt64Seconds(kShutdownGrace)));
+  server->Wait();
+  ::unlink(config.address.c_str());
+  ACCEL_LOG(kInfo, "msg=\"stopped\"");
+  return absl::OkStatus();
+}
+
+}  // namespace accel::snapshotter

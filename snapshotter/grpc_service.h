@@ -1,0 +1,34 @@
+#pragma once
+
+// The gRPC adapters: containerd's Snapshots service and accel's Daemon
+// service over a Snapshotter. Only this file's .cc sees protobuf; it converts
+// messages to snapshotter/types.h and absl::Status to grpc::Status, nothing
+// else. Every failed call is logged once, here, with its key and error.
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "snapshotter/snapshotter.h"
+
+#include <grpcpp/impl/codegen/service_type.h>
+#include <grpcpp/impl/codegen/status.h>
+
+namespace accel::snapshotter {
+
+// Maps a canonical absl code to the same gRPC code, keeping the message.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+struct DaemonInfo {
+  std::string address;
+  absl::Time started;
+};
+
+// Creates the containerd.services.snapshots.v1.Snapshots service. `sn` must
+// outlive it.
+std::unique_ptr<grpc::Service> NewSnapshotsService(Snapshotter* sn);
+
+// Creates the accel.v1.Daemon service.
+std::unique_ptr<grpc::Service> NewDaemonService(Snapshotter* sn, DaemonInfo info);
+
+}  // namespace accel::snapshotter

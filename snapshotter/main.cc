@@ -1,0 +1,106 @@
+// accel-snapshotter: containerd's proxy snapshotter daemon.
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/version.h"
+#include "snapshotter/config.h"
+#include "snapshotter/daemon.h"
+
+namespace {
+
+constexpr char kUsage[] = R"(Usage: accel-snapshotter [flags]
+
+containerd proxy snapshotter that serves containerd's snapshots API on a unix
+socket (mode 0600). Register it in containerd's config:
+
+  [proxy_plugins.accel]
+    type = "snapshot"
+    address = "/run/accel-snapshotter/snapshotter.sock"
+
+Flags (each overrides the config file):
+  --config FILE       TOML config file (keys: root, address, log_level,
+                      max_rpc_threads)
+  --root DIR          state directory
+                      (default /var/lib/containerd/io.containerd.snapshotter.v1.accel)
+  --address SOCKET    unix socket to serve on
+                      (default /run/accel-snapshotter/snapshotter.sock)
+  --log-level LEVEL   debug, info, warn or error (default info)
+  --version           print the version and exit
+  -h, --help          print this help and exit
+
+Signals: SIGTERM or SIGINT stop it cleanly (in-flight requests finish).
+)";
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "accel-snapshotter: %s\n", msg.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using accel::snapshotter::Config;
+  accel::snapshotter::BlockTerminationSignals();
+
+  std::string config_path, root, address, log_level;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string value;
+    bool has_value = false;
+    if (auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    auto take = [&](std::string& out) -> bool {
+      if (has_value) {
+        out = value;
+        return true;
+      }
+      if (i + 1 >= argc) return false;
+      out = argv[++i];
+      return true;
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "--version") {
+      std::printf("accel-snapshotter %s\n", accel::Version());
+      return 0;
+    } else if (arg == "--config") {
+      if (!take(config_path)) return Fail("--config needs a file");
+    } else if (arg == "--root") {
+      if (!take(root)) return Fail("--root needs a directory");
+    } else if (arg == "--address") {
+      if (!take(address)) return Fail("--address needs a socket path");
+    } else if (arg == "--log-level") {
+      if (!take(log_level)) return Fail("--log-level needs a level");
+    } else {
+      return Fail(absl::StrCat("unknown argument \"", arg, "\" (see --help)"));
+    }
+  }
+
+  Config config;
+  if (!config_path.empty()) {
+    auto loaded = accel::snapshotter::LoadConfig(config_path);
+    if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
+    config = *loaded;
+  }
+  if (!root.empty()) config.root = root;
+  if (!address.empty()) config.address = address;
+  if (!log_level.empty()) config.log_level = log_level;
+  auto level = accel::ParseLogLevel(config.log_level);
+  if (!level.ok()) return Fail(std::string(level.status().message()));
+  accel::SetLogLevel(*level);
+
+  absl::Status s = accel::snapshotter::RunDaemon(config);
+  if (!s.ok()) {
+    ACCEL_LOG(kError, "msg=\"daemon failed\"", accel::LogField("error", s.ToString()));
+    return 1;
+  }
+  return 0;
+}
