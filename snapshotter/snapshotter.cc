@@ -1,6 +1,7 @@
 #include "snapshotter/snapshotter.h"
 
 #include <dirent.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,7 +48,34 @@ absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(const Snapshotter
   MountPlanOptions plan;
   plan.index_off = OverlaySupportsIndex();
   plan.userxattr = InUserNamespace();
-  return std::unique_ptr<Snapshotter>(new Snapshotter(options.root, std::move(ms), plan));
+  std::unique_ptr<Snapshotter> sn(new Snapshotter(options.root, std::move(ms), plan, options.remote));
+  if (sn->remote_ != nullptr) ACCEL_RETURN_IF_ERROR(sn->RestoreRemote());
+  return sn;
+}
+
+absl::Status Snapshotter::RestoreRemote() {
+  std::vector<SnapshotRecord> remote;
+  {
+    ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(false));
+    ACCEL_RETURN_IF_ERROR(ms_->Walk(tx, [&](const SnapshotRecord& rec) {
+      if (rec.info.kind == Kind::kCommitted && rec.info.labels.contains(kRemoteKindLabel)) {
+        remote.push_back(rec);
+      }
+      return absl::OkStatus();
+    }));
+  }
+  for (const SnapshotRecord& rec : remote) {
+    absl::Status s = remote_->Restore(rec.info.labels, FsPath(rec.id));
+    if (s.ok()) {
+      ACCEL_LOG(kInfo, "msg=\"restored remote snapshot\"", LogField("key", rec.info.name),
+                LogField("kind", rec.info.labels.at(kRemoteKindLabel)));
+    } else {
+      ++restore_failures_;
+      ACCEL_LOG(kError, "msg=\"cannot restore remote snapshot\"", LogField("key", rec.info.name),
+                LogField("error", s.ToString()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::string Snapshotter::FsPath(int64_t id) const {
@@ -63,9 +91,9 @@ std::vector<Mount> Snapshotter::MountsFor(const SnapshotRecord& rec) const {
   return PlanMounts(rec.info.kind, rec.id, rec.parent_ids, paths, plan_);
 }
 
-absl::StatusOr<std::vector<Mount>> Snapshotter::CreateSnapshot(Kind kind, const std::string& key,
-                                                               const std::string& parent,
-                                                               const Labels& labels) {
+absl::StatusOr<SnapshotRecord> Snapshotter::CreateSnapshot(Kind kind, const std::string& key,
+                                                          const std::string& parent,
+                                                          const Labels& labels) {
   ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(true));
   // The temporary directory is made under the write transaction, so Cleanup
   // (which also takes it) never sees an in-flight one.
@@ -113,19 +141,69 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::CreateSnapshot(Kind kind, const 
     RemoveAll(path).IgnoreError();
     return committed;
   }
-  return MountsFor(rec);
+  return rec;
 }
 
 absl::StatusOr<std::vector<Mount>> Snapshotter::Prepare(const std::string& key,
                                                         const std::string& parent,
                                                         const Labels& labels) {
-  return CreateSnapshot(Kind::kActive, key, parent, labels);
+  auto target = labels.find(kTargetRefLabel);
+  if (remote_ != nullptr && target != labels.end() && !target->second.empty()) {
+    return PrepareRemote(key, parent, labels, target->second);
+  }
+  ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, CreateSnapshot(Kind::kActive, key, parent, labels));
+  return MountsFor(rec);
+}
+
+absl::StatusOr<std::vector<Mount>> Snapshotter::PrepareRemote(const std::string& key,
+                                                              const std::string& parent,
+                                                              const Labels& labels,
+                                                              const std::string& target) {
+  {
+    // Committed already (by another pull, maybe in another namespace)?
+    ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(false));
+    auto existing = ms_->Get(tx, target);
+    if (existing.ok() && existing->info.kind == Kind::kCommitted &&
+        existing->info.parent == parent) {
+      return absl::AlreadyExistsError(absl::StrCat("target snapshot ", target, " already exists"));
+    }
+  }
+  ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, CreateSnapshot(Kind::kActive, key, parent, labels));
+  absl::StatusOr<std::string> kind = remote_->Mount(labels, FsPath(rec.id));
+  if (!kind.ok()) {
+    ACCEL_LOG(kWarn, "msg=\"remote layer unavailable, falling back to download\"",
+              LogField("key", key), LogField("target", target),
+              LogField("error", kind.status().ToString()));
+    return MountsFor(rec);
+  }
+  if (kind->empty()) return MountsFor(rec);
+
+  Labels committed = labels;
+  committed[kRemoteKindLabel] = *kind;
+  absl::Status s = [&]() -> absl::Status {
+    ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(true));
+    ACCEL_RETURN_IF_ERROR(ms_->CommitActive(tx, key, target, committed, Usage{}, absl::Now()).status());
+    return tx.Commit();
+  }();
+  if (!s.ok()) {
+    // Most likely a concurrent Prepare committed the same target first.
+    remote_->Unmount(FsPath(rec.id)).IgnoreError();
+    Remove(key).IgnoreError();
+    if (absl::IsAlreadyExists(s)) {
+      return absl::AlreadyExistsError(absl::StrCat("target snapshot ", target, " already exists"));
+    }
+    return Annotate(s, "commit remote snapshot ", target);
+  }
+  ACCEL_LOG(kInfo, "msg=\"remote snapshot committed\"", LogField("key", key),
+            LogField("target", target), LogField("kind", *kind));
+  return absl::AlreadyExistsError(absl::StrCat("target snapshot ", target, " already exists"));
 }
 
 absl::StatusOr<std::vector<Mount>> Snapshotter::View(const std::string& key,
                                                      const std::string& parent,
                                                      const Labels& labels) {
-  return CreateSnapshot(Kind::kView, key, parent, labels);
+  ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, CreateSnapshot(Kind::kView, key, parent, labels));
+  return MountsFor(rec);
 }
 
 absl::StatusOr<std::vector<Mount>> Snapshotter::Mounts(const std::string& key) {
@@ -160,6 +238,16 @@ absl::Status Snapshotter::Commit(const std::string& name, const std::string& key
 
 absl::Status Snapshotter::Remove(const std::string& key) {
   int64_t id = 0;
+  if (remote_ != nullptr) {
+    // A remote layer is unmounted first; if it is busy the snapshot stays.
+    ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(false));
+    auto rec = ms_->Get(tx, key);
+    if (rec.ok() && rec->info.labels.contains(kRemoteKindLabel)) {
+      std::string fs = FsPath(rec->id);
+      tx.Commit().IgnoreError();
+      ACCEL_RETURN_IF_ERROR(Annotate(remote_->Unmount(fs), "remove ", key));
+    }
+  }
   {
     ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(true));
     ACCEL_ASSIGN_OR_RETURN(auto removed, ms_->Remove(tx, key));
@@ -234,6 +322,12 @@ absl::Status Snapshotter::Cleanup() {
       doomed.push_back(absl::StrCat(SnapshotsDir(), "/", name));
     }
     ::closedir(d);
+    // A leftover mount (a remote layer whose record is gone) is detached so
+    // the directory can go.
+    for (const std::string& path : doomed) {
+      std::string fs = path + "/fs";
+      if (IsMountPoint(fs)) ::umount2(fs.c_str(), MNT_DETACH);
+    }
     // Rename first so that a failed removal is never mistaken for a live id.
     for (std::string& path : doomed) {
       if (path.find("/rm-") != std::string::npos) continue;

@@ -27,22 +27,31 @@
 #include "absl/status/statusor.h"
 #include "snapshotter/metastore.h"
 #include "snapshotter/mount_planner.h"
+#include "snapshotter/remote_layers.h"
 #include "snapshotter/types.h"
 
 namespace accel::snapshotter {
 
 struct SnapshotterOptions {
   std::string root;  // created if missing (mode 0700)
+  // Serves remote layers (see remote_layers.h); null for plain layers only.
+  // Not owned; must outlive the Snapshotter.
+  RemoteLayers* remote = nullptr;
 };
 
 class Snapshotter {
  public:
+  // Opens (or creates) the state under options.root and, with a
+  // RemoteLayers, mounts every committed remote snapshot again. A layer that
+  // cannot be restored is logged and counted in restore_failures().
   static absl::StatusOr<std::unique_ptr<Snapshotter>> Open(const SnapshotterOptions& options);
 
   // Creates an active snapshot `key` above the committed `parent` ("" for
   // none) and returns its mounts. AlreadyExists if `key` exists, NotFound if
   // `parent` does not, InvalidArgument if `key` is empty or `parent` is not
-  // committed.
+  // committed. With the label kTargetRefLabel and a RemoteLayers that can
+  // serve the layer, commits it remotely and answers AlreadyExists (see
+  // remote_layers.h).
   absl::StatusOr<std::vector<Mount>> Prepare(const std::string& key, const std::string& parent,
                                              const Labels& labels);
   // Like Prepare, but the mounts are read-only and the snapshot cannot be
@@ -72,16 +81,24 @@ class Snapshotter {
   absl::Status Cleanup();
 
   const std::string& root() const { return root_; }
+  int restore_failures() const { return restore_failures_; }
   std::string FsPath(int64_t id) const;
   std::string WorkPath(int64_t id) const;
 
  private:
-  Snapshotter(std::string root, std::unique_ptr<MetaStore> ms, MountPlanOptions plan)
-      : root_(std::move(root)), ms_(std::move(ms)), plan_(plan) {}
+  Snapshotter(std::string root, std::unique_ptr<MetaStore> ms, MountPlanOptions plan,
+              RemoteLayers* remote)
+      : root_(std::move(root)), ms_(std::move(ms)), plan_(plan), remote_(remote) {}
 
-  absl::StatusOr<std::vector<Mount>> CreateSnapshot(Kind kind, const std::string& key,
-                                                    const std::string& parent,
-                                                    const Labels& labels);
+  absl::StatusOr<SnapshotRecord> CreateSnapshot(Kind kind, const std::string& key,
+                                                const std::string& parent, const Labels& labels);
+  // The remote path of Prepare. Returns the mounts of a plain active
+  // snapshot when the layer is not remote, AlreadyExists when it was
+  // committed remotely.
+  absl::StatusOr<std::vector<Mount>> PrepareRemote(const std::string& key,
+                                                   const std::string& parent,
+                                                   const Labels& labels, const std::string& target);
+  absl::Status RestoreRemote();
   std::vector<Mount> MountsFor(const SnapshotRecord& rec) const;
   std::string SnapshotsDir() const { return root_ + "/snapshots"; }
 
@@ -89,6 +106,8 @@ class Snapshotter {
   const std::string root_;
   const std::unique_ptr<MetaStore> ms_;
   const MountPlanOptions plan_;
+  RemoteLayers* const remote_;
+  int restore_failures_ = 0;  // set once in Open()
 };
 
 }  // namespace accel::snapshotter
