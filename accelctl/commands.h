@@ -12,6 +12,8 @@ namespace accel::ctl {
 using Args = std::vector<std::string>;
 
 int RunStatus(const Args& args);
+int RunInspect(const Args& args);
+int RunCopy(const Args& args);
 
 // Prints "accelctl: MSG" on stderr and returns `code`.
 int Fail(const std::string& msg, int code = 1);

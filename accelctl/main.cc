@@ -19,6 +19,8 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"status", RunStatus, "show the daemon's state as JSON"},
+    {"inspect", RunInspect, "resolve an image reference and print its manifest as JSON"},
+    {"copy", RunCopy, "copy an image between registries (all platforms or one)"},
 };
 
 void PrintUsage(FILE* out) {

@@ -27,7 +27,15 @@ struct Client::SendOptions {
   std::function<int64_t()> progress;
   // Send the Authorization header (false for URLs on another origin).
   bool authorize = true;
+  // Another host can take over: a refused connection is not retried here.
+  bool has_fallback = false;
 };
+
+Client::SendOptions Client::WithFallback(const HostCall& call) {
+  SendOptions so;
+  so.has_fallback = call.has_fallback;
+  return so;
+}
 
 // Holds one of the client's transfer slots for its lifetime.
 class Client::TransferSlot {
@@ -209,16 +217,36 @@ absl::StatusOr<std::vector<RegistryHost>> Client::HostsFor(absl::string_view dom
 
 absl::Status Client::ForEachHost(
     absl::string_view domain, uint32_t capability, absl::string_view what,
-    const std::function<absl::Status(const RegistryHost&, bool& stop)>& fn) {
-  ACCEL_ASSIGN_OR_RETURN(std::vector<RegistryHost> hosts, HostsFor(domain));
+    const std::function<absl::Status(const RegistryHost&, HostCall& call)>& fn) {
+  ACCEL_ASSIGN_OR_RETURN(std::vector<RegistryHost> all, HostsFor(domain));
+  std::vector<RegistryHost> hosts, down;
+  absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    for (RegistryHost& h : all) {
+      if ((h.capabilities & capability) == 0) continue;
+      auto it = down_until_.find(h.Origin());
+      (it != down_until_.end() && it->second > now ? down : hosts).push_back(std::move(h));
+    }
+  }
+  hosts.insert(hosts.end(), down.begin(), down.end());
   std::vector<std::string> errors;
   absl::Status last;
   bool any = false;
-  for (const RegistryHost& h : hosts) {
-    if ((h.capabilities & capability) == 0) continue;
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    const RegistryHost& h = hosts[i];
     any = true;
-    bool stop = false;
-    absl::Status s = fn(h, stop);
+    HostCall call;
+    call.has_fallback = i + 1 < hosts.size();
+    absl::Status s = fn(h, call);
+    if (IsConnectFailure(s)) {
+      absl::MutexLock lock(&mu_);
+      down_until_[h.Origin()] = absl::Now() + absl::Seconds(30);
+    } else if (s.ok()) {
+      absl::MutexLock lock(&mu_);
+      down_until_.erase(h.Origin());
+    }
+    bool stop = call.stop;
     if (s.ok()) return s;
     ACCEL_LOG(kDebug, "msg=\"registry host failed\"", LogField("op", what),
               LogField("host", h.Origin()), LogField("error", s.message()));
@@ -263,6 +291,7 @@ absl::StatusOr<HttpResponse> Client::Send(const RegistryHost& host,
     }
     if (!resp.ok()) {
       if (!so.retry || !IsRetryableTransportError(resp.status()) ||
+          (so.has_fallback && IsConnectFailure(resp.status())) ||
           ++failures >= policy.max_attempts) {
         return resp.status();
       }
@@ -277,6 +306,15 @@ absl::StatusOr<HttpResponse> Client::Send(const RegistryHost& host,
       reauthenticated = true;
       ACCEL_RETURN_IF_ERROR(Authenticate(host, scopes, *resp));
       continue;
+    }
+    if (resp->status == 401) {
+      // Refused again with fresh credentials or a fresh token.
+      bool have = options_.credentials.Lookup(host.host).has_value();
+      return absl::UnauthenticatedError(
+          have ? absl::StrCat(host.host, " refused the credentials configured for it")
+               : absl::StrCat(host.host, " refused anonymous access; configure credentials "
+                                         "(docker config.json, or [registry.auths.\"",
+                              host.host, "\"] in --config)"));
     }
     if (so.retry && IsRetryableHttpStatus(resp->status) && failures + 1 < policy.max_attempts) {
       ++failures;
@@ -445,7 +483,7 @@ absl::StatusOr<Client::FetchedManifest> Client::FetchManifest(const Reference& r
   std::string what = absl::StrCat("fetch manifest ", ref.String());
   absl::Status s = ForEachHost(
       ref.domain, by_digest ? kCapPull : kCapResolve, what,
-      [&](const RegistryHost& host, bool&) -> absl::Status {
+      [&](const RegistryHost& host, HostCall& call) -> absl::Status {
         std::string url =
             absl::StrCat(host.BaseUrl(), "/", ref.repository, "/manifests/", ref.Object());
         ACCEL_ASSIGN_OR_RETURN(
@@ -458,7 +496,7 @@ absl::StatusOr<Client::FetchedManifest> Client::FetchManifest(const Reference& r
                    r.max_body_bytes = kMaxManifestSize;
                    return r;
                  },
-                 SendOptions{}));
+                 WithFallback(call)));
         if (resp.status != 200) return HttpError(resp);
         std::string digest;
         if (by_digest) {
@@ -520,7 +558,8 @@ absl::StatusOr<Client::ResolvedImage> Client::ResolveImage(const Reference& ref,
   return out;
 }
 
-absl::Status Client::FetchBlobFromHost(const RegistryHost& host, const Reference& repo,
+absl::Status Client::FetchBlobFromHost(const RegistryHost& host, const HostCall& call,
+                                       const Reference& repo,
                                        const Descriptor& desc, int64_t first, int64_t last,
                                        int64_t& received,
                                        const std::function<absl::Status(absl::string_view)>& consume) {
@@ -533,6 +572,7 @@ absl::Status Client::FetchBlobFromHost(const RegistryHost& host, const Reference
   while (received < want) {
     abort_reason = absl::OkStatus();
     SendOptions so;
+    so.has_fallback = call.has_fallback;
     so.progress = [&received] { return received; };
     absl::StatusOr<HttpResponse> resp = Send(
         host, {PullScope(repo.repository)},
@@ -617,12 +657,12 @@ absl::Status Client::FetchBlob(const Reference& repo, const Descriptor& desc,
   };
   if (desc.size == 0) return Annotate(verifier.Verify(), what);
   ACCEL_RETURN_IF_ERROR(ForEachHost(
-      repo.domain, kCapPull, what, [&](const RegistryHost& host, bool&) -> absl::Status {
+      repo.domain, kCapPull, what, [&](const RegistryHost& host, HostCall& call) -> absl::Status {
         if (received > 0) {
           ACCEL_LOG(kInfo, "msg=\"resuming blob on next host\"", LogField("digest", desc.digest),
                     LogField("host", host.Origin()), LogField("offset", absl::StrCat(received)));
         }
-        return FetchBlobFromHost(host, repo, desc, 0, -1, received, consume);
+        return FetchBlobFromHost(host, call, repo, desc, 0, -1, received, consume);
       }));
   return Annotate(verifier.Verify(), what);
 }
@@ -659,8 +699,8 @@ absl::StatusOr<std::string> Client::ReadBlobRange(const Reference& repo, const D
   std::string what =
       absl::StrCat("read ", RangeHeader(offset, offset + length - 1), " of blob ", desc.digest);
   ACCEL_RETURN_IF_ERROR(ForEachHost(
-      repo.domain, kCapPull, what, [&](const RegistryHost& host, bool&) -> absl::Status {
-        return FetchBlobFromHost(host, repo, desc, offset, offset + length - 1, received,
+      repo.domain, kCapPull, what, [&](const RegistryHost& host, HostCall& call) -> absl::Status {
+        return FetchBlobFromHost(host, call, repo, desc, offset, offset + length - 1, received,
                                  [&](absl::string_view c) {
                                    out.append(c.data(), c.size());
                                    return absl::OkStatus();
@@ -701,7 +741,7 @@ absl::StatusOr<std::optional<int64_t>> Client::StatBlob(const Reference& repo,
   std::vector<std::string> scopes = {capability == kCapPush ? PushScope(repo.repository)
                                                             : PullScope(repo.repository)};
   ACCEL_RETURN_IF_ERROR(ForEachHost(
-      repo.domain, capability, what, [&](const RegistryHost& host, bool& stop) -> absl::Status {
+      repo.domain, capability, what, [&](const RegistryHost& host, HostCall& call) -> absl::Status {
         std::string url = absl::StrCat(host.BaseUrl(), "/", repo.repository, "/blobs/", digest);
         ACCEL_ASSIGN_OR_RETURN(HttpResponse resp, Send(host, scopes,
                                                        [&] {
@@ -710,9 +750,9 @@ absl::StatusOr<std::optional<int64_t>> Client::StatBlob(const Reference& repo,
                                                          r.url = url;
                                                          return r;
                                                        },
-                                                       SendOptions{}));
+                                                       WithFallback(call)));
         if (resp.status == 404) {
-          stop = capability == kCapPush;  // the push host is the one that matters
+          call.stop = capability == kCapPush;  // the push host is the one that matters
           out.reset();
           return capability == kCapPush ? absl::OkStatus() : HttpError(resp);
         }
@@ -732,8 +772,8 @@ absl::StatusOr<bool> Client::MountBlob(const Reference& repo, const Descriptor& 
   std::string what = absl::StrCat("mount blob ", desc.digest, " into ", repo.Name());
   std::vector<std::string> scopes = {PushScope(repo.repository), PullScope(from_repository)};
   ACCEL_RETURN_IF_ERROR(ForEachHost(
-      repo.domain, kCapPush, what, [&](const RegistryHost& host, bool& stop) -> absl::Status {
-        stop = true;  // only the first push host
+      repo.domain, kCapPush, what, [&](const RegistryHost& host, HostCall& call) -> absl::Status {
+        call.stop = true;  // only the first push host
         std::string url = absl::StrCat(host.BaseUrl(), "/", repo.repository,
                                        "/blobs/uploads/?mount=", desc.digest,
                                        "&from=", from_repository);
@@ -744,7 +784,7 @@ absl::StatusOr<bool> Client::MountBlob(const Reference& repo, const Descriptor& 
                                                          r.url = url;
                                                          return r;
                                                        },
-                                                       SendOptions{}));
+                                                       WithFallback(call)));
         if (resp.status == 201) {
           mounted = true;
           return absl::OkStatus();
@@ -861,8 +901,8 @@ absl::Status Client::PushBlob(const Reference& repo, const Descriptor& desc, Blo
   };
 
   return ForEachHost(
-      repo.domain, kCapPush, what, [&](const RegistryHost& host, bool& stop) -> absl::Status {
-        stop = true;  // pushes go to the first push host only
+      repo.domain, kCapPush, what, [&](const RegistryHost& host, HostCall& call) -> absl::Status {
+        call.stop = true;  // pushes go to the first push host only
         absl::Status s;
         for (int attempt = 0; attempt < options_.retry.max_attempts; ++attempt) {
           s = upload(host);
@@ -886,8 +926,8 @@ absl::Status Client::PushManifest(const Reference& ref, absl::string_view media_
   std::string body(bytes);
   std::string mt(media_type);
   return ForEachHost(
-      ref.domain, kCapPush, what, [&](const RegistryHost& host, bool& stop) -> absl::Status {
-        stop = true;
+      ref.domain, kCapPush, what, [&](const RegistryHost& host, HostCall& call) -> absl::Status {
+        call.stop = true;
         std::string url =
             absl::StrCat(host.BaseUrl(), "/", ref.repository, "/manifests/", ref.Object());
         ACCEL_ASSIGN_OR_RETURN(HttpResponse resp, Send(host, {PushScope(ref.repository)},
@@ -899,7 +939,7 @@ absl::Status Client::PushManifest(const Reference& ref, absl::string_view media_
                                                          r.headers.emplace_back("Content-Type", mt);
                                                          return r;
                                                        },
-                                                       SendOptions{}));
+                                                       WithFallback(call)));
         if (resp.status != 201 && resp.status != 200) return HttpError(resp);
         return absl::OkStatus();
       });

@@ -130,12 +130,19 @@ class Client {
  private:
   class TransferSlot;
   struct SendOptions;
+  // Per host, during ForEachHost.
+  struct HostCall {
+    bool stop = false;          // set by the callback: do not try further hosts
+    bool has_fallback = false;  // another host follows this one
+  };
+  static SendOptions WithFallback(const HostCall& call);
   explicit Client(ClientOptions options, std::unique_ptr<HttpTransport> transport);
 
   // Runs `fn` on each host of `domain` with `capability` until one succeeds;
-  // stops early on DataLoss/Cancelled or when `fn` says so via `stop`.
+  // stops early on DataLoss/Cancelled or when `fn` sets call.stop. Hosts
+  // that refused connections recently are tried last.
   absl::Status ForEachHost(absl::string_view domain, uint32_t capability, absl::string_view what,
-                           const std::function<absl::Status(const RegistryHost&, bool& stop)>& fn);
+                           const std::function<absl::Status(const RegistryHost&, HostCall& call)>& fn);
 
   // One request to one host with auth and retries (see client.cc).
   absl::StatusOr<HttpResponse> Send(const RegistryHost& host,
@@ -154,7 +161,8 @@ class Client {
   TlsOptions TlsFor(const RegistryHost& host) const;
   void Sleep(absl::Duration d) const;
 
-  absl::Status FetchBlobFromHost(const RegistryHost& host, const Reference& repo,
+  absl::Status FetchBlobFromHost(const RegistryHost& host, const HostCall& call,
+                                 const Reference& repo,
                                  const Descriptor& desc, int64_t first, int64_t last,
                                  int64_t& received,
                                  const std::function<absl::Status(absl::string_view)>& consume);
@@ -170,6 +178,8 @@ class Client {
   absl::flat_hash_map<std::string, std::vector<RegistryHost>> hosts_ ABSL_GUARDED_BY(mu_);
   // Last challenge seen per host (scheme://host).
   absl::flat_hash_map<std::string, Challenge> challenges_ ABSL_GUARDED_BY(mu_);
+  // Hosts (scheme://host) that refused a connection, until when to avoid them.
+  absl::flat_hash_map<std::string, absl::Time> down_until_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex slots_mu_;
   int free_slots_ ABSL_GUARDED_BY(slots_mu_);

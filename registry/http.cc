@@ -138,12 +138,22 @@ absl::Status CurlError(CURLcode code, const char* errbuf, const std::string& wha
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
       return absl::InvalidArgumentError(msg);
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST: {
+      absl::Status s = absl::UnavailableError(msg);
+      s.SetPayload(kConnectFailedPayload, absl::Cord("1"));
+      return s;
+    }
     default:
       return absl::UnavailableError(msg);
   }
 }
 
 }  // namespace
+
+bool IsConnectFailure(const absl::Status& status) {
+  return status.GetPayload(kConnectFailedPayload).has_value();
+}
 
 std::string HttpResponse::Header(absl::string_view name) const {
   std::string n = absl::AsciiStrToLower(name);

@@ -26,6 +26,11 @@
 
 namespace accel::registry {
 
+// Payload set on statuses for failures to connect at all (refused, no such
+// host): the client then moves on to the next host without retrying.
+inline constexpr char kConnectFailedPayload[] = "accel.registry/connect-failed";
+bool IsConnectFailure(const absl::Status& status);
+
 struct TlsOptions {
   bool skip_verify = false;
   std::vector<std::string> ca_files;  // added to the system's trusted CAs

@@ -55,7 +55,9 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
   Config c;
   for (const auto& [key, node] : t) {
     std::string k(key.str());
-    if (k != "root" && k != "address" && k != "log_level" && k != "max_rpc_threads") {
+    // [registry] (credentials) is read by registry/ (LoadCredentials).
+    if (k != "root" && k != "address" && k != "log_level" && k != "max_rpc_threads" &&
+        k != "registry") {
       return absl::InvalidArgumentError(absl::StrCat(origin, ": unknown key \"", k, "\""));
     }
   }

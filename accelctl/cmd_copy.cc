@@ -1,0 +1,275 @@
+// accelctl copy: copies an image (an index with all its platforms, or one
+// platform) from one registry or repository to another.
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <thread>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "accelctl/commands.h"
+#include "accelctl/registry_flags.h"
+#include "common/status_macros.h"
+#include "common/unique_fd.h"
+#include "registry/blob_reader.h"
+#include "registry/client.h"
+#include "registry/manifest.h"
+#include "registry/reference.h"
+
+namespace accel::ctl {
+namespace {
+
+using registry::Client;
+using registry::Descriptor;
+using registry::Reference;
+
+constexpr char kCopyUsage[] = R"(Usage: accelctl copy [--platform OS/ARCH[/VARIANT]] [--jobs N] [registry flags] SRC DST
+
+Copies image SRC to DST (both references, e.g. 127.0.0.1:5000/app:1 and
+registry.example.com/team/app:1). An index is copied with every platform,
+unless --platform picks one (DST then names that platform's manifest).
+Manifests are copied byte for byte, so digests stay the same. Blobs that
+DST already has are skipped; within one registry they are mounted from the
+source repository; the rest are downloaded (verified) and uploaded.
+Shows progress on stdout: a live line on a terminal, one line per blob
+otherwise. Errors go to stderr as one line.
+
+  --platform P   copy only this platform of an index
+  --jobs N       blobs transferred at once (default 4)
+
+)";
+
+class Progress {
+ public:
+  explicit Progress(bool tty) : tty_(tty) {}
+
+  void SetTotal(int blobs) {
+    absl::MutexLock lock(&mu_);
+    total_ = blobs;
+  }
+  void Bytes(int64_t delta) {
+    absl::MutexLock lock(&mu_);
+    bytes_ += delta;
+    Draw();
+  }
+  void Done(const Descriptor& d, absl::string_view how) {
+    absl::MutexLock lock(&mu_);
+    ++done_;
+    if (tty_) {
+      std::fprintf(stdout, "\r\033[K%s %s (%lld bytes)\n", std::string(how).c_str(),
+                   d.digest.c_str(), static_cast<long long>(d.size));
+      Draw();
+    } else {
+      std::fprintf(stdout, "blob %s %s (%lld bytes)\n", d.digest.c_str(),
+                   std::string(how).c_str(), static_cast<long long>(d.size));
+    }
+  }
+  void Line(const std::string& text) {
+    absl::MutexLock lock(&mu_);
+    if (tty_) std::fprintf(stdout, "\r\033[K");
+    std::fprintf(stdout, "%s\n", text.c_str());
+  }
+  void Finish() {
+    absl::MutexLock lock(&mu_);
+    if (tty_) std::fprintf(stdout, "\r\033[K");
+  }
+
+ private:
+  void Draw() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!tty_) return;
+    std::fprintf(stdout, "\r\033[Kblobs %d/%d, %.1f MiB transferred", done_, total_,
+                 static_cast<double>(bytes_) / (1 << 20));
+    std::fflush(stdout);
+  }
+  const bool tty_;
+  absl::Mutex mu_;
+  int total_ ABSL_GUARDED_BY(mu_) = 0;
+  int done_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Copies one blob unless DST has it: mount within a registry, else
+// download into a temporary file (verified) and upload from it.
+absl::Status CopyBlob(Client& client, const Reference& src, const Reference& dst,
+                      const Descriptor& d, Progress& progress) {
+  ACCEL_ASSIGN_OR_RETURN(std::optional<int64_t> have, client.StatBlob(dst, d.digest));
+  if (have) {
+    progress.Done(d, "exists");
+    return absl::OkStatus();
+  }
+  if (src.domain == dst.domain && src.repository != dst.repository) {
+    absl::StatusOr<bool> mounted = client.MountBlob(dst, d, src.repository);
+    if (mounted.ok() && *mounted) {
+      progress.Done(d, "mounted");
+      return absl::OkStatus();
+    }
+  }
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string path = absl::StrCat(tmpdir && *tmpdir ? tmpdir : "/tmp", "/accelctl-blob-XXXXXX");
+  UniqueFd fd(::mkstemp(path.data()));
+  if (!fd.valid()) return absl::InternalError(absl::StrCat("create temporary file ", path));
+  auto remove = absl::MakeCleanup([&] { ::unlink(path.c_str()); });
+  int64_t last = 0;
+  ACCEL_RETURN_IF_ERROR(client.FetchBlob(
+      src, d,
+      [&](absl::string_view chunk) -> absl::Status {
+        size_t off = 0;
+        while (off < chunk.size()) {
+          ssize_t w = ::write(fd.get(), chunk.data() + off, chunk.size() - off);
+          if (w < 0 && errno == EINTR) continue;
+          if (w < 0) return absl::InternalError(absl::StrCat("write ", path));
+          off += static_cast<size_t>(w);
+        }
+        return absl::OkStatus();
+      },
+      [&](int64_t done) {
+        progress.Bytes(done - last);
+        last = done;
+      }));
+  ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<registry::BlobReader> reader,
+                         registry::OpenFileBlobReader(path));
+  last = 0;
+  ACCEL_RETURN_IF_ERROR(client.PushBlob(dst, d, *reader, [&](int64_t done) {
+    progress.Bytes(done - last);
+    last = done;
+  }));
+  progress.Done(d, "copied");
+  return absl::OkStatus();
+}
+
+absl::Status CopyBlobs(Client& client, const Reference& src, const Reference& dst,
+                       const std::vector<Descriptor>& blobs, int jobs, Progress& progress) {
+  progress.SetTotal(static_cast<int>(blobs.size()));
+  std::atomic<size_t> next{0};
+  absl::Mutex mu;
+  absl::Status first_error;
+  auto worker = [&] {
+    for (;;) {
+      size_t i = next.fetch_add(1);
+      if (i >= blobs.size()) return;
+      {
+        absl::MutexLock lock(&mu);
+        if (!first_error.ok()) return;
+      }
+      absl::Status s = CopyBlob(client, src, dst, blobs[i], progress);
+      if (!s.ok()) {
+        absl::MutexLock lock(&mu);
+        if (first_error.ok()) first_error = s;
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  int n = std::max(1, std::min<int>(jobs, static_cast<int>(blobs.size())));
+  for (int i = 0; i < n; ++i) threads.emplace_back(worker);
+  for (std::thread& t : threads) t.join();
+  return first_error;
+}
+
+absl::Status Copy(Client& client, const Reference& src, const Reference& dst,
+                  const std::optional<registry::Platform>& platform, int jobs,
+                  Progress& progress, std::string& pushed_digest) {
+  ACCEL_ASSIGN_OR_RETURN(Client::FetchedManifest top, client.FetchManifest(src));
+  // Manifests to push by digest before the top one, and all their blobs.
+  std::vector<Client::FetchedManifest> children;
+  Client::FetchedManifest root = top;
+  if (registry::IsIndexMediaType(top.descriptor.media_type)) {
+    ACCEL_ASSIGN_OR_RETURN(registry::Index idx,
+                           registry::ParseIndex(top.bytes, top.descriptor.media_type));
+    if (platform) {
+      absl::StatusOr<Descriptor> d = registry::SelectPlatform(idx, *platform);
+      if (!d.ok()) return Annotate(d.status(), src.String());
+      ACCEL_ASSIGN_OR_RETURN(root, client.FetchManifest(src.WithDigest(d->digest)));
+    } else {
+      for (const Descriptor& d : idx.manifests) {
+        if (!registry::IsManifestMediaType(d.media_type)) {
+          return absl::UnimplementedError(absl::StrCat(
+              src.String(), ": index entry ", d.digest, " has unsupported type ", d.media_type));
+        }
+        ACCEL_ASSIGN_OR_RETURN(Client::FetchedManifest m,
+                               client.FetchManifest(src.WithDigest(d.digest)));
+        children.push_back(std::move(m));
+      }
+    }
+  }
+  std::vector<Client::FetchedManifest> manifests = children;
+  if (!registry::IsIndexMediaType(root.descriptor.media_type)) manifests.push_back(root);
+  std::vector<Descriptor> blobs;
+  std::set<std::string> seen;
+  for (const Client::FetchedManifest& m : manifests) {
+    absl::StatusOr<registry::Manifest> parsed =
+        registry::ParseManifest(m.bytes, m.descriptor.media_type);
+    if (!parsed.ok()) return Annotate(parsed.status(), src.String(), " ", m.descriptor.digest);
+    std::vector<Descriptor> all = {parsed->config};
+    all.insert(all.end(), parsed->layers.begin(), parsed->layers.end());
+    for (const Descriptor& d : all) {
+      if (seen.insert(d.digest).second) blobs.push_back(d);
+    }
+  }
+  progress.Line(absl::StrCat("copying ", src.String(), " -> ", dst.String(), ": ",
+                             manifests.size(), " manifest(s), ", blobs.size(), " blob(s)"));
+  ACCEL_RETURN_IF_ERROR(CopyBlobs(client, src, dst, blobs, jobs, progress));
+  for (const Client::FetchedManifest& m : children) {
+    ACCEL_RETURN_IF_ERROR(client.PushManifest(dst.WithDigest(m.descriptor.digest),
+                                              m.descriptor.media_type, m.bytes));
+  }
+  ACCEL_RETURN_IF_ERROR(client.PushManifest(dst, root.descriptor.media_type, root.bytes));
+  pushed_digest = root.descriptor.digest;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunCopy(const Args& args) {
+  RegistryFlags rf;
+  std::string platform_text;
+  std::string jobs_text = "4";
+  std::vector<std::string> refs;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    std::string error;
+    if (a == "-h" || a == "--help") {
+      std::printf("%s%s", kCopyUsage, kRegistryFlagsUsage);
+      return 0;
+    } else if (ConsumeValueFlag(args, i, "--platform", platform_text, error) ||
+               ConsumeValueFlag(args, i, "--jobs", jobs_text, error) ||
+               ConsumeRegistryFlag(args, i, rf, error)) {
+      if (!error.empty()) return Fail(absl::StrCat("copy: ", error), 2);
+    } else if (!a.empty() && a[0] == '-') {
+      return Fail(absl::StrCat("copy: unknown flag \"", a, "\" (see --help)"), 2);
+    } else {
+      refs.push_back(a);
+    }
+  }
+  if (refs.size() != 2) return Fail("copy: want exactly two references, SRC and DST (see --help)", 2);
+  int jobs = std::atoi(jobs_text.c_str());
+  if (jobs < 1 || jobs > 64) return Fail("copy: --jobs must be between 1 and 64", 2);
+  absl::StatusOr<Reference> src = registry::ParseReference(refs[0]);
+  if (!src.ok()) return Fail(absl::StrCat("copy: source: ", src.status().message()), 2);
+  absl::StatusOr<Reference> dst = registry::ParseReference(refs[1]);
+  if (!dst.ok()) return Fail(absl::StrCat("copy: destination: ", dst.status().message()), 2);
+  std::optional<registry::Platform> platform;
+  if (!platform_text.empty()) {
+    absl::StatusOr<registry::Platform> p = registry::ParsePlatform(platform_text);
+    if (!p.ok()) return Fail(absl::StrCat("copy: ", p.status().message()), 2);
+    platform = *p;
+  }
+  absl::StatusOr<std::unique_ptr<Client>> client = MakeRegistryClient(rf);
+  if (!client.ok()) return Fail(absl::StrCat("copy: ", client.status().message()));
+  Progress progress(::isatty(STDOUT_FILENO) == 1);
+  std::string digest;
+  absl::Status s = Copy(**client, *src, *dst, platform, jobs, progress, digest);
+  progress.Finish();
+  if (!s.ok()) return Fail(absl::StrCat("copy: ", s.message()));
+  std::printf("copied %s to %s (%s)\n", src->String().c_str(), dst->String().c_str(),
+              digest.c_str());
+  return 0;
+}
+
+}  // namespace accel::ctl
