@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
@@ -14,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/fs_util.h"
+#include "common/status_macros.h"
+#include "common/toml_util.h"
 #include "registry/reference.h"
 
 namespace accel::registry {
@@ -173,16 +174,7 @@ absl::Status CredentialStore::MergeDockerConfigJson(absl::string_view text,
 
 absl::Status CredentialStore::MergeDaemonConfigToml(absl::string_view text,
                                                     absl::string_view origin) {
-  toml::table t;
-  try {
-    t = toml::parse(std::string_view(text.data(), text.size()),
-                    std::string_view(origin.data(), origin.size()));
-  } catch (const toml::parse_error& e) {
-    std::ostringstream where;
-    where << e.source().begin;
-    return absl::InvalidArgumentError(
-        absl::StrCat(origin, ":", where.str(), ": ", std::string(e.description())));
-  }
+  ACCEL_ASSIGN_OR_RETURN(toml::table t, ParseToml(text, origin));
   const toml::node* reg = t.get("registry");
   if (reg == nullptr) return absl::OkStatus();
   if (!reg->is_table()) {

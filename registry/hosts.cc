@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <sstream>
 
 #include <toml++/toml.h>
 
@@ -12,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/fs_util.h"
+#include "common/status_macros.h"
+#include "common/toml_util.h"
 #include "registry/reference.h"
 
 namespace accel::registry {
@@ -190,16 +191,7 @@ absl::StatusOr<std::vector<RegistryHost>> ParseHostsToml(absl::string_view text,
                                                          absl::string_view dir,
                                                          absl::string_view origin,
                                                          const HostsOptions& options) {
-  toml::table t;
-  try {
-    t = toml::parse(std::string_view(text.data(), text.size()),
-                    std::string_view(origin.data(), origin.size()));
-  } catch (const toml::parse_error& e) {
-    std::ostringstream where;
-    where << e.source().begin;
-    return absl::InvalidArgumentError(
-        absl::StrCat(origin, ":", where.str(), ": ", std::string(e.description())));
-  }
+  ACCEL_ASSIGN_OR_RETURN(toml::table t, ParseToml(text, origin));
 
   RegistryHost upstream = DefaultUpstream(registry_host, options);
   if (const toml::node* server = t.get("server")) {

@@ -1,12 +1,12 @@
 #include "snapshotter/config.h"
 
-#include <sstream>
 
 #include <toml++/toml.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
+#include "common/toml_util.h"
 
 namespace accel::snapshotter {
 namespace {
@@ -43,15 +43,7 @@ absl::Status GetInt(const toml::table& t, const std::string& origin, const char*
 }  // namespace
 
 absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& origin) {
-  toml::table t;
-  try {
-    t = toml::parse(text, origin);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream where;
-    where << e.source().begin;
-    return absl::InvalidArgumentError(
-        absl::StrCat(origin, ":", where.str(), ": ", std::string(e.description())));
-  }
+  ACCEL_ASSIGN_OR_RETURN(toml::table t, ParseToml(text, origin));
   Config c;
   for (const auto& [key, node] : t) {
     std::string k(key.str());

@@ -73,6 +73,11 @@ class Stmt {
     (void)row;
     return absl::OkStatus();
   }
+  // Makes the statement ready to run again with new bindings.
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
   int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
   bool IsNull(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::string Text(int col) {
@@ -245,9 +250,11 @@ absl::Status MetaStore::WriteLabels(int64_t id, const Labels& labels) {
   Stmt del(db_, "DELETE FROM labels WHERE snapshot_id = ?1");
   ACCEL_RETURN_IF_ERROR(del.status());
   ACCEL_RETURN_IF_ERROR(del.Bind(1, id).Run());
+  Stmt ins(db_, "INSERT INTO labels(snapshot_id, key, value) VALUES(?1, ?2, ?3)");
+  ACCEL_RETURN_IF_ERROR(ins.status());
   for (const auto& [k, v] : labels) {
-    Stmt one(db_, "INSERT INTO labels(snapshot_id, key, value) VALUES(?1, ?2, ?3)");
-    ACCEL_RETURN_IF_ERROR(one.Bind(1, id).Bind(2, k).Bind(3, v).Run());
+    ins.Reset();
+    ACCEL_RETURN_IF_ERROR(ins.Bind(1, id).Bind(2, k).Bind(3, v).Run());
   }
   return absl::OkStatus();
 }
@@ -314,9 +321,7 @@ absl::StatusOr<SnapshotRecord> MetaStore::CreateSnapshot(Transaction& tx, Kind k
   }
   ACCEL_RETURN_IF_ERROR(s);
   int64_t id = sqlite3_last_insert_rowid(db_);
-  Labels clean;
-  for (const auto& [k, v] : labels) clean[k] = v;
-  ACCEL_RETURN_IF_ERROR(WriteLabels(id, clean));
+  ACCEL_RETURN_IF_ERROR(WriteLabels(id, labels));
   return GetLocked(key);
 }
 
