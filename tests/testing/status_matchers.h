@@ -3,6 +3,7 @@
 // gtest helpers for absl::Status (abseil 20220623 ships none).
 //   EXPECT_OK(expr); ASSERT_OK(expr);
 //   EXPECT_THAT(expr, StatusIs(absl::StatusCode::kNotFound));
+//   EXPECT_THAT(expr, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("digest")));
 //   ASSERT_OK_AND_ASSIGN(auto v, expr);
 
 #include <gmock/gmock.h>
@@ -23,6 +24,14 @@ MATCHER_P(StatusIs, code, "") {
   const absl::Status& s = ::accel::testing::GetStatus(arg);
   *result_listener << "status is " << s.ToString();
   return s.code() == code;
+}
+
+// StatusIs(code, message_matcher), e.g. HasSubstr("digest").
+MATCHER_P2(StatusIs, code, message_matcher, "") {
+  const absl::Status& s = ::accel::testing::GetStatus(arg);
+  *result_listener << "status is " << s.ToString();
+  return s.code() == code &&
+         ::testing::Matches(message_matcher)(std::string(s.message()));
 }
 
 }  // namespace accel::testing
