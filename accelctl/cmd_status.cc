@@ -2,23 +2,27 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <set>
 
-#include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "accel/v1/status.grpc.pb.h"
 #include "accelctl/commands.h"
+#include "accelctl/store_flags.h"
+#include "store/store.h"
 
 namespace accel::ctl {
 namespace {
 
-constexpr char kDefaultAddress[] = "/run/accel-snapshotter/snapshotter.sock";
-
 constexpr char kStatusUsage[] = R"(Usage: accelctl status [--address SOCKET] [--timeout SECONDS]
 
 Prints the daemon's state as JSON: whether it answers, its version, root
-directory, socket, pid, uptime, and how many snapshots it holds by kind.
+directory, socket, pid, uptime, how many snapshots it holds by kind, the
+shared store (directory, reachable or not and why, id), the layers it
+serves through FUSE, and for each image in the store its state on this
+node: "mounted" (every layer mounted here), "partially-mounted",
+"available" (every layer in the store) or "incomplete" (layers missing).
 Exits 1 (after printing {"daemon": "down", ...}) when the daemon does not answer.
 
   --address SOCKET   the daemon's socket (default $ACCEL_ADDRESS, else
@@ -26,11 +30,33 @@ Exits 1 (after printing {"daemon": "down", ...}) when the daemon does not answer
   --timeout SECONDS  how long to wait for an answer (default 5)
 )";
 
+// Per-image state from the store's records and this node's mounts.
+nlohmann::json Images(const std::string& dir, const std::set<std::string>& mounted) {
+  nlohmann::json out = nlohmann::json::array();
+  absl::StatusOr<std::unique_ptr<store::Store>> st = store::Store::Open(dir, false);
+  if (!st.ok()) return out;
+  absl::StatusOr<std::vector<store::ImageRecord>> images = (*st)->ListImages();
+  if (!images.ok()) return out;
+  for (const auto& r : *images) {
+    size_t here = 0, present = 0;
+    for (const auto& d : r.diff_ids) {
+      if (mounted.count(d)) ++here;
+      if ((*st)->HasLayer(d)) ++present;
+    }
+    const char* state = here == r.diff_ids.size()      ? "mounted"
+                        : here > 0                     ? "partially-mounted"
+                        : present == r.diff_ids.size() ? "available"
+                                                       : "incomplete";
+    out.push_back({{"target", r.target}, {"layers", r.diff_ids.size()}, {"mounted_layers", here},
+                   {"state", state}});
+  }
+  return out;
+}
+
 }  // namespace
 
 int RunStatus(const Args& args) {
-  std::string address = std::getenv("ACCEL_ADDRESS") ? std::getenv("ACCEL_ADDRESS") : "";
-  if (address.empty()) address = kDefaultAddress;
+  std::string address;
   int timeout = 5;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -46,31 +72,40 @@ int RunStatus(const Args& args) {
       return Fail(absl::StrCat("status: unexpected argument \"", a, "\" (see --help)"), 2);
     }
   }
-
-  auto channel = grpc::CreateChannel(absl::StrCat("unix:", address),
-                                     grpc::InsecureChannelCredentials());
-  auto stub = ::accel::v1::Daemon::NewStub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout));
-  ctx.set_wait_for_ready(false);
-  ::accel::v1::GetStatusResponse resp;
-  grpc::Status s = stub->GetStatus(&ctx, ::accel::v1::GetStatusRequest(), &resp);
+  address = ResolveDaemonAddress(address);
+  absl::StatusOr<::accel::v1::GetStatusResponse> resp = QueryDaemon(address, timeout);
   nlohmann::json out;
   out["address"] = address;
-  if (!s.ok()) {
+  if (!resp.ok()) {
     out["daemon"] = "down";
-    out["error"] = s.error_message();
+    out["error"] = std::string(resp.status().message());
     std::printf("%s\n", out.dump(2).c_str());
     return 1;
   }
   out["daemon"] = "up";
-  out["version"] = resp.version();
-  out["root"] = resp.root();
-  out["pid"] = resp.pid();
-  out["uptime_seconds"] = resp.uptime_seconds();
-  out["snapshots"] = {{"active", resp.snapshots().active()},
-                      {"committed", resp.snapshots().committed()},
-                      {"view", resp.snapshots().view()}};
+  out["version"] = resp->version();
+  out["root"] = resp->root();
+  out["pid"] = resp->pid();
+  out["uptime_seconds"] = resp->uptime_seconds();
+  out["snapshots"] = {{"active", resp->snapshots().active()},
+                      {"committed", resp->snapshots().committed()},
+                      {"view", resp->snapshots().view()}};
+  const auto& store = resp->store();
+  std::set<std::string> mounted;
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& m : resp->mounted_layers()) {
+    mounted.insert(m.layer());
+    layers.push_back({{"mountpoint", m.mountpoint()}, {"kind", m.kind()}, {"layer", m.layer()}});
+  }
+  if (store.dir().empty()) {
+    out["store"] = {{"configured", false}};
+  } else {
+    out["store"] = {{"configured", true}, {"dir", store.dir()}, {"reachable", store.reachable()},
+                    {"id", store.id()}};
+    if (!store.error().empty()) out["store"]["error"] = store.error();
+    if (store.reachable()) out["images"] = Images(store.dir(), mounted);
+  }
+  out["mounted_layers"] = layers;
   std::printf("%s\n", out.dump(2).c_str());
   return 0;
 }

@@ -14,6 +14,8 @@ using Args = std::vector<std::string>;
 int RunStatus(const Args& args);
 int RunInspect(const Args& args);
 int RunCopy(const Args& args);
+int RunConvert(const Args& args);
+int RunStore(const Args& args);
 
 // Prints "accelctl: MSG" on stderr and returns `code`.
 int Fail(const std::string& msg, int code = 1);

@@ -21,6 +21,8 @@ constexpr Command kCommands[] = {
     {"status", RunStatus, "show the daemon's state as JSON"},
     {"inspect", RunInspect, "resolve an image reference and print its manifest as JSON"},
     {"copy", RunCopy, "copy an image between registries (all platforms or one)"},
+    {"convert", RunConvert, "preload an image into the shared store and push its -acc target"},
+    {"store", RunStore, "list, inspect, remove, verify and gc what the store holds"},
 };
 
 void PrintUsage(FILE* out) {

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The end-to-end demo on an embedded default: installs what is missing,
 # builds, then starts a private registry (127.0.0.1), a private containerd and
-# accel-snapshotter (all state under one temporary directory), builds a
-# busybox image, pushes it, pulls it through the "accel" snapshotter, runs a
-# container from it, prints `accelctl status`, and stops and unmounts
+# accel-snapshotter with a shared store (all state under one temporary
+# directory), builds a multi-layer busybox image, pushes it, converts it into
+# the store (`accelctl convert`, which pushes the -acc target image), pulls
+# the target with `ctr-remote images rpull --snapshotter accel` (its layers
+# are mounted from the store, not downloaded), runs a container from it,
+# prints `accelctl store ls` and `accelctl status`, and stops and unmounts
 # everything it started (by PID and by path, never by name).
 #
 # Usage (as root): scripts/demo.sh
@@ -23,26 +26,37 @@ step "registry on 127.0.0.1"
 start_registry
 echo "registry: $REGISTRY"
 
-step "accel-snapshotter"
-start_accel --log-level info
+step "accel-snapshotter with a shared store"
+STORE=$ENV_TMP/store
+start_accel --log-level info --store "$STORE"
 
 step "containerd (private root, state and socket; accel as proxy snapshotter)"
 start_containerd
 
-step "build a busybox image and push it"
-build_busybox_image "$ENV_TMP/oci:demo"
-ref=$REGISTRY/accel/demo:latest
-push_image "$ENV_TMP/oci:demo" accel/demo:latest
+step "build a three-layer image and push it"
+build_fidelity_image "$ENV_TMP/oci:demo"
+src=$REGISTRY/accel/demo:v1
+push_image "$ENV_TMP/oci:demo" accel/demo:v1
 
-step "pull through accel"
-ctrc images pull --plain-http --snapshotter accel "$ref" | tail -n 2
+step "convert it into the store (pushes the target image $src-acc)"
+"$ACCEL_BIN_DIR/accelctl" convert --plain-http --store "$STORE" "$src"
+"$ACCEL_BIN_DIR/accelctl" store ls --store "$STORE"
+
+step "pull the target image through accel: layers are mounted from the store"
+dst=$src-acc
+ctr-remote --address "$CTD_SOCK" --namespace e2e images rpull --plain-http --snapshotter accel "$dst" | tail -n 3
+awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/ {print "  FUSE mount:", $1, $2}' /proc/mounts
+for d in $(skopeo inspect --raw --tls-verify=false "docker://$src" | jq -r '.layers[].digest'); do
+  ! grep -q "GET /v2/accel/demo/blobs/$d" "$ENV_TMP/registry.log" || fail "layer $d was downloaded"
+done
+echo "no layer blob was downloaded from the registry"
 
 step "run a container on accel"
-out=$(ctrc run --rm --snapshotter accel "$ref" demo-run sh -c 'echo hello from accel; uname -s')
+out=$(ctrc run --rm --snapshotter accel "$dst" demo-run sh -c 'echo hello from accel; cat /data/file /opq/new-file')
 echo "$out"
 [[ $out == *"hello from accel"* ]] || fail "unexpected container output"
 
-step "snapshots held by accel"
+step "snapshots held by accel, and the daemon's status"
 ctrc snapshots --snapshotter accel tree
 "$ACCEL_BIN_DIR/accelctl" status --address "$ACCEL_SOCK"
 

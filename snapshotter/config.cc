@@ -49,7 +49,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     std::string k(key.str());
     // [registry] (credentials) is read by registry/ (LoadCredentials).
     if (k != "root" && k != "address" && k != "log_level" && k != "max_rpc_threads" &&
-        k != "registry") {
+        k != "store" && k != "fuse_threads" && k != "registry") {
       return absl::InvalidArgumentError(absl::StrCat(origin, ": unknown key \"", k, "\""));
     }
   }
@@ -57,6 +57,8 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
   ACCEL_RETURN_IF_ERROR(GetString(t, origin, "address", c.address));
   ACCEL_RETURN_IF_ERROR(GetString(t, origin, "log_level", c.log_level));
   ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "max_rpc_threads", 2, 4096, c.max_rpc_threads));
+  ACCEL_RETURN_IF_ERROR(GetString(t, origin, "store", c.store));
+  ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "fuse_threads", 1, 256, c.fuse_threads));
   return c;
 }
 

@@ -7,6 +7,8 @@
 //   address = "/run/accel-snapshotter/snapshotter.sock"
 //   log_level = "info"          # debug, info, warn, error
 //   max_rpc_threads = 64        # bound on concurrent RPC handler threads
+//   store = "/mnt/accel-store"  # shared store of preloaded layers ("" = none)
+//   fuse_threads = 4            # threads serving every FUSE mount together
 //
 // Unknown keys are an error (a typo must not be silently ignored).
 
@@ -24,7 +26,12 @@ struct Config {
   std::string address = kDefaultAddress;
   std::string log_level = "info";
   int max_rpc_threads = 64;
+  std::string store;  // "": plain and lazy layers only
+  int fuse_threads = 4;
 };
+
+// Where accelctl and the daemon look for the config when not told.
+inline constexpr char kDefaultConfigPath[] = "/etc/accel/config.toml";
 
 // Parses TOML text; `origin` names it in errors.
 absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& origin);

@@ -21,8 +21,10 @@
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
 #include "common/version.h"
+#include "fuse/server.h"
 #include "snapshotter/grpc_service.h"
 #include "snapshotter/snapshotter.h"
+#include "snapshotter/store_layers.h"
 
 namespace accel::snapshotter {
 namespace {
@@ -85,11 +87,24 @@ void BlockTerminationSignals() {
 absl::Status RunDaemon(const Config& config) {
   ACCEL_LOG(kInfo, "msg=\"starting accel-snapshotter\"", LogField("version", Version()),
             LogField("root", config.root), LogField("address", config.address));
-  ACCEL_ASSIGN_OR_RETURN(auto sn, Snapshotter::Open(SnapshotterOptions{config.root}));
+  // One FUSE server serves every remote layer with a fixed set of threads.
+  ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<fuse::FuseServer> fuse_server,
+                         fuse::FuseServer::Start(fuse::FuseServer::Options{config.fuse_threads}));
+  StoreLayers store_layers(config.store, fuse_server.get());
+  if (config.store.empty()) {
+    ACCEL_LOG(kInfo, "msg=\"no store configured: plain layers only\"");
+  } else {
+    StoreLayersStatus st = store_layers.Status();
+    ACCEL_LOG(kInfo, "msg=\"store\"", LogField("dir", st.dir),
+              LogField("reachable", st.reachable ? "yes" : "no"), LogField("id", st.id),
+              LogField("error", st.error));
+  }
+  // Open() remounts every remote snapshot before any RPC is served.
+  ACCEL_ASSIGN_OR_RETURN(auto sn, Snapshotter::Open(SnapshotterOptions{config.root, &store_layers}));
 
   ACCEL_RETURN_IF_ERROR(PrepareSocketPath(config.address));
   auto snapshots = NewSnapshotsService(sn.get());
-  auto daemon = NewDaemonService(sn.get(), DaemonInfo{config.address, absl::Now()});
+  auto daemon = NewDaemonService(sn.get(), DaemonInfo{config.address, absl::Now(), &store_layers});
 
   grpc::ServerBuilder builder;
   grpc::ResourceQuota quota("accel-rpc");

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
+#include "snapshotter/store_layers.h"
 
 namespace accel::snapshotter {
 namespace {
@@ -169,6 +170,20 @@ class DaemonService final : public ::accel::v1::Daemon::Service {
     resp->set_address(info_.address);
     resp->set_pid(::getpid());
     resp->set_uptime_seconds(absl::ToInt64Seconds(absl::Now() - info_.started));
+    if (info_.store_layers != nullptr) {
+      StoreLayersStatus st = info_.store_layers->Status();
+      auto* store = resp->mutable_store();
+      store->set_dir(st.dir);
+      store->set_reachable(st.reachable);
+      store->set_id(st.id);
+      store->set_error(st.error);
+      for (const auto& m : st.mounted) {
+        auto* ml = resp->add_mounted_layers();
+        ml->set_mountpoint(m.mountpoint);
+        ml->set_kind(kStoreKind);
+        ml->set_layer(m.diff_id);
+      }
+    }
     auto* counts = resp->mutable_snapshots();
     absl::Status s = sn_->Walk({}, [&](const Info& info) {
       switch (info.kind) {

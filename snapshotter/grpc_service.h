@@ -19,9 +19,12 @@ namespace accel::snapshotter {
 // Maps a canonical absl code to the same gRPC code, keeping the message.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+class StoreLayers;
+
 struct DaemonInfo {
   std::string address;
   absl::Time started;
+  StoreLayers* store_layers = nullptr;  // reported in GetStatus when set
 };
 
 // Creates the containerd.services.snapshots.v1.Snapshots service. `sn` must

@@ -23,11 +23,14 @@ socket (mode 0600). Register it in containerd's config:
 
 Flags (each overrides the config file):
   --config FILE       TOML config file (keys: root, address, log_level,
-                      max_rpc_threads)
+                      max_rpc_threads, store, fuse_threads, [registry])
   --root DIR          state directory
                       (default /var/lib/containerd/io.containerd.snapshotter.v1.accel)
   --address SOCKET    unix socket to serve on
                       (default /run/accel-snapshotter/snapshotter.sock)
+  --store DIR         shared store of preloaded layers (converted by
+                      `accelctl convert`); without one, layers of target
+                      images are downloaded like any other
   --log-level LEVEL   debug, info, warn or error (default info)
   --version           print the version and exit
   -h, --help          print this help and exit
@@ -46,7 +49,7 @@ int main(int argc, char** argv) {
   using accel::snapshotter::Config;
   accel::snapshotter::BlockTerminationSignals();
 
-  std::string config_path, root, address, log_level;
+  std::string config_path, root, address, log_level, store;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     std::string value;
@@ -77,6 +80,8 @@ int main(int argc, char** argv) {
       if (!take(root)) return Fail("--root needs a directory");
     } else if (arg == "--address") {
       if (!take(address)) return Fail("--address needs a socket path");
+    } else if (arg == "--store") {
+      if (!take(store)) return Fail("--store needs a directory");
     } else if (arg == "--log-level") {
       if (!take(log_level)) return Fail("--log-level needs a level");
     } else {
@@ -93,6 +98,7 @@ int main(int argc, char** argv) {
   if (!root.empty()) config.root = root;
   if (!address.empty()) config.address = address;
   if (!log_level.empty()) config.log_level = log_level;
+  if (!store.empty()) config.store = store;
   auto level = accel::ParseLogLevel(config.log_level);
   if (!level.ok()) return Fail(std::string(level.status().message()));
   accel::SetLogLevel(*level);

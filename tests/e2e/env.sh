@@ -125,6 +125,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   type = "snapshot"
   address = "$ENV_TMP/accel.sock"
 TOML
+  # CTD_EXTRA_PROXY="name=socket ...": more accel daemons (e.g. a second node).
+  local extra
+  for extra in ${CTD_EXTRA_PROXY:-}; do
+    printf '[proxy_plugins.%s]\n  type = "snapshot"\n  address = "%s"\n' \
+      "${extra%%=*}" "${extra#*=}" >> "$ENV_TMP/containerd.toml"
+  done
   containerd --config "$ENV_TMP/containerd.toml" > "$ENV_TMP/containerd.log" 2>&1 &
   ENV_PIDS+=($!)
   wait_for containerd ctrc version
@@ -169,4 +175,60 @@ add_layer() {
 
 push_image() {
   skopeo copy --quiet --dest-tls-verify=false "oci:$1" "docker://$REGISTRY/$2"
+}
+
+# build_fidelity_image IMAGE: busybox plus two layers that use every entry
+# type: regular (empty, big, set-id bits, owners, nanosecond mtime, xattr),
+# directories (sticky, empty), symlinks (relative, dangling absolute), a
+# hard link, a fifo, a char device; then whiteouts of a lower file and a
+# lower directory and an opaque directory.
+build_fidelity_image() {
+  local image=$1 l l3
+  build_busybox_image "$image"
+  l=$ENV_TMP/fid-l2
+  mkdir -p "$l/data/sub" "$l/empty" "$l/opq/keep" "$l/gone-dir"
+  echo regular > "$l/data/file"
+  head -c 1048577 /dev/urandom > "$l/data/big"
+  printf '' > "$l/data/empty-file"
+  echo suid > "$l/data/suid"; chmod 4755 "$l/data/suid"
+  echo sgid > "$l/data/sgid"; chmod 2711 "$l/data/sgid"
+  chmod 1777 "$l/data/sub"
+  echo owned > "$l/data/owned"; chown 1234:5678 "$l/data/owned"
+  ln -s file "$l/data/link"
+  ln -s /nonexistent/abs "$l/data/dangling"
+  ln "$l/data/file" "$l/data/hardlink"
+  mkfifo "$l/data/fifo"
+  mknod "$l/data/chardev" c 1 3
+  echo old > "$l/opq/old-file"
+  echo lower > "$l/lower-file"
+  setfattr -n user.accel -v hello "$l/data/file" 2>/dev/null || python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.accel", b"hello")' "$l/data/file"
+  touch -d '2001-02-03 04:05:06.123456789' "$l/data/file"
+  add_layer "$image" "$l" --xattrs --xattrs-include='*'
+  # Layer 3: whiteout of a lower file and of a lower dir, an opaque directory.
+  l3=$ENV_TMP/fid-l3
+  mkdir -p "$l3/opq"
+  touch "$l3/.wh.lower-file" "$l3/.wh.gone-dir" "$l3/opq/.wh..wh..opq"
+  echo new > "$l3/opq/new-file"
+  add_layer "$image" "$l3"
+}
+
+# top_snapshot SNAPSHOTTER: the one committed snapshot no other has as parent.
+top_snapshot() {
+  ctrc snapshots --snapshotter "$1" ls | awk 'NR>1 {print $1, $2}' | python3 -c '
+import sys
+rows = [l.split() for l in sys.stdin if l.strip()]
+parents = {r[1] for r in rows if len(r) > 1}
+tops = [r[0] for r in rows if r[0] not in parents]
+print(tops[0] if len(tops) == 1 else "")'
+}
+
+# mount_top_view SNAPSHOTTER DIR: mounts a read-only view of the top layer
+# of the only image pulled with SNAPSHOTTER at DIR (unmounted by env_cleanup).
+mount_top_view() {
+  local sn=$1 dir=$2 top
+  top=$(top_snapshot "$sn")
+  [[ -n $top ]] || fail "cannot find the top layer for $sn"
+  ctrc snapshots --snapshotter "$sn" view "view-$sn-$(basename "$dir")" "$top" >/dev/null
+  mkdir -p "$dir"
+  ctrc snapshots --snapshotter "$sn" mounts "$dir" "view-$sn-$(basename "$dir")" | sh
 }

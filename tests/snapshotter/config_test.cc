@@ -14,6 +14,9 @@ TEST(ConfigTest, DefaultsWhenEmpty) {
   EXPECT_EQ(c.root, kDefaultRoot);
   EXPECT_EQ(c.address, kDefaultAddress);
   EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.store, "");
+  EXPECT_EQ(c.fuse_threads, 4);
+  EXPECT_THAT(ParseConfig("fuse_threads = 0", "cfg.toml"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(ConfigTest, ReadsKeys) {
@@ -21,8 +24,12 @@ TEST(ConfigTest, ReadsKeys) {
 address = "/run/a.sock"
 log_level = "debug"
 max_rpc_threads = 8
+store = "/mnt/store"
+fuse_threads = 2
 )",
                                              "cfg.toml"));
+  EXPECT_EQ(c.store, "/mnt/store");
+  EXPECT_EQ(c.fuse_threads, 2);
   EXPECT_EQ(c.root, "/x");
   EXPECT_EQ(c.address, "/run/a.sock");
   EXPECT_EQ(c.log_level, "debug");
