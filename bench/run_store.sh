@@ -74,7 +74,7 @@ unpacked_bytes=$(accelctl store ls --json --store "$STORE" | jq '[.layers[].data
 convert_s=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
 convert_mbs=$(python3 -c "print(f'{$unpacked_bytes / 1e6 / ($t1 - $t0):.1f}')")
 
-run_true() { ctrc run --rm --snapshotter "$1" "$2" "bench-$RANDOM" /bin/true; }
+run_true() { ctrc run --rm --snapshotter "$1" "$2" "bench-$RANDOM" /bin/sh -c :; }
 
 echo "start time ..."
 drop_caches
@@ -105,14 +105,14 @@ mem_per_entry=$(python3 -c "print(f'{($rss_after - $rss_before) * 1024 / $entrie
 # small files, the store's data file of the big layer, and the natively
 # unpacked copy of the small-file layer (overlayfs snapshot).
 fuse_big=$(awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/ {print $2}' /proc/mounts |
-  while read -r m; do [[ -f $m/big.bin ]] && echo "$m"; done)
+  while read -r m; do if [[ -f $m/big.bin ]]; then echo "$m"; fi; done)
 fuse_small=$(awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/ {print $2}' /proc/mounts |
-  while read -r m; do [[ -d $m/d000 ]] && echo "$m"; done)
+  while read -r m; do if [[ -d $m/d000 ]]; then echo "$m"; fi; done)
 native_small=$(ls -d "$ENV_TMP"/ctd-root/io.containerd.snapshotter.v1.overlayfs/snapshots/*/fs |
-  while read -r m; do [[ -d $m/d000 ]] && echo "$m"; done)
+  while read -r m; do if [[ -d $m/d000 ]]; then echo "$m"; fi; done)
 big_size=$(stat -c %s "$fuse_big/big.bin")
 store_data=$(for d in "$STORE"/layers/sha256/*; do
-  [[ $(stat -c %s "$d/data") == "$big_size" ]] && echo "$d/data"; done | head -1)
+  if [[ $(stat -c %s "$d/data") == "$big_size" ]]; then echo "$d/data"; fi; done | head -1)
 [[ -n $fuse_big && -n $fuse_small && -n $native_small && -n $store_data ]] ||
   fail "cannot find the mounts ($fuse_big | $fuse_small | $native_small | $store_data)"
 

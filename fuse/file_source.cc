@@ -17,8 +17,7 @@ class DataFileSource final : public FileSource {
  public:
   DataFileSource(UniqueFd fd, uint64_t data_size) : fd_(std::move(fd)), data_size_(data_size) {}
 
-  absl::StatusOr<size_t> ReadAt(const Node& node, uint64_t offset, char* buf,
-                                size_t len) override {
+  absl::StatusOr<size_t> ReadAt(const Node& node, uint64_t offset, char* buf, size_t len) override {
     if (!InRange(node)) {
       return absl::DataLossError(absl::StrCat("file ", node.ino, " range [", node.data_offset,
                                               ", +", node.size, ") outside the data file (",
@@ -35,8 +34,7 @@ class DataFileSource final : public FileSource {
         return ErrnoToStatus(errno, absl::StrCat("read data file for file ", node.ino));
       }
       if (n == 0) {
-        return absl::DataLossError(
-            absl::StrCat("data file ends before file ", node.ino, " does"));
+        return absl::DataLossError(absl::StrCat("data file ends before file ", node.ino, " does"));
       }
       done += static_cast<size_t>(n);
     }

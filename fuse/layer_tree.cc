@@ -15,10 +15,10 @@
 namespace accel::fuse {
 namespace {
 
-constexpr size_t kMaxName = 255;         // NAME_MAX
-constexpr size_t kMaxLinkTarget = 4095;  // PATH_MAX - 1: symlink(2) refuses longer
-constexpr size_t kMaxXattrName = 255;    // XATTR_NAME_MAX
-constexpr size_t kMaxXattrValue = 65536; // XATTR_SIZE_MAX
+constexpr size_t kMaxName = 255;          // NAME_MAX
+constexpr size_t kMaxLinkTarget = 4095;   // PATH_MAX - 1: symlink(2) refuses longer
+constexpr size_t kMaxXattrName = 255;     // XATTR_NAME_MAX
+constexpr size_t kMaxXattrValue = 65536;  // XATTR_SIZE_MAX
 constexpr size_t kMaxDigest = 1024;
 constexpr uint64_t kDirSize = 4096;
 constexpr absl::string_view kWhiteoutPrefix = ".wh.";
@@ -250,7 +250,8 @@ absl::Status TreeBuilder::Apply(LayerEntry& e) {
   }
   if (base.substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix) {
     absl::string_view name = base.substr(kWhiteoutPrefix.size());
-    if (name.empty() || name == "." || name == "..") return BadEntry(path, "whiteout without a name");
+    if (name.empty() || name == "." || name == "..")
+      return BadEntry(path, "whiteout without a name");
     BNode w;
     w.mode = S_IFCHR;
     w.uid = e.uid;
@@ -266,7 +267,8 @@ absl::Status TreeBuilder::Apply(LayerEntry& e) {
     case EntryType::kHardlink: {
       absl::string_view target = e.link_target;
       auto bad_link = [&](absl::string_view why) {
-        return BadEntry(path, absl::StrCat("hard link to \"", absl::CHexEscape(target), "\": ", why));
+        return BadEntry(path,
+                        absl::StrCat("hard link to \"", absl::CHexEscape(target), "\": ", why));
       };
       if (target.empty()) return bad_link("empty target");
       if (target == path) return bad_link("links to itself");
@@ -424,8 +426,8 @@ absl::StatusOr<std::unique_ptr<const LayerTree>> TreeBuilder::Finish() {
 absl::StatusOr<std::unique_ptr<const LayerTree>> LayerTree::Build(std::vector<LayerEntry> entries,
                                                                   const TreeOptions& options) {
   if (entries.size() > options.max_entries) {
-    return absl::InvalidArgumentError(absl::StrCat("layer has ", entries.size(),
-                                                   " entries, more than ", options.max_entries));
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer has ", entries.size(), " entries, more than ", options.max_entries));
   }
   TreeBuilder builder(options);
   builder.reserve_hint = entries.size();

@@ -37,18 +37,18 @@ namespace accel::fuse {
 
 // One inode. Hard links share one Node.
 struct Node {
-  uint64_t ino = 0;         // 1 = root
-  uint64_t size = 0;        // regular: content length; symlink: target length; dir: 4096
-  uint64_t data_offset = 0; // regular: LayerEntry::data_offset
-  uint64_t rdev = 0;        // devices: makedev(major, minor); whiteouts and others: 0
+  uint64_t ino = 0;          // 1 = root
+  uint64_t size = 0;         // regular: content length; symlink: target length; dir: 4096
+  uint64_t data_offset = 0;  // regular: LayerEntry::data_offset
+  uint64_t rdev = 0;         // devices: makedev(major, minor); whiteouts and others: 0
   int64_t mtime_sec = 0;
   uint32_t mtime_nsec = 0;
-  uint32_t mode = 0;        // S_IFMT | permission bits (07777)
+  uint32_t mode = 0;  // S_IFMT | permission bits (07777)
   uint32_t uid = 0;
   uint32_t gid = 0;
-  uint32_t nlink = 0;       // dir: 2 + subdirectories; regular: names; others: 1
-  uint32_t parent = 0;      // directories: parent ino (the root's is 1); others: 0
-  uint32_t child_count = 0; // directories: number of children ("." and ".." excluded)
+  uint32_t nlink = 0;        // dir: 2 + subdirectories; regular: names; others: 1
+  uint32_t parent = 0;       // directories: parent ino (the root's is 1); others: 0
+  uint32_t child_count = 0;  // directories: number of children ("." and ".." excluded)
   uint32_t xattr_count = 0;
 
  private:
@@ -88,8 +88,8 @@ class LayerTree {
   // missing or non-regular entry (naming both paths), an empty or oversized
   // symlink target, an empty, NUL-containing or oversized xattr name or an
   // oversized value, and more than options.max_entries entries.
-  static absl::StatusOr<std::unique_ptr<const LayerTree>> Build(
-      std::vector<LayerEntry> entries, const TreeOptions& options = {});
+  static absl::StatusOr<std::unique_ptr<const LayerTree>> Build(std::vector<LayerEntry> entries,
+                                                                const TreeOptions& options = {});
 
   LayerTree(const LayerTree&) = delete;
   LayerTree& operator=(const LayerTree&) = delete;
@@ -126,9 +126,9 @@ class LayerTree {
   LayerTree() = default;
   absl::string_view Text(uint64_t ref) const;
 
-  std::vector<Node> nodes_;              // nodes_[ino - 1]
-  std::vector<uint64_t> child_names_;    // arena refs, grouped per directory, sorted
-  std::vector<uint32_t> child_inos_;     // parallel to child_names_
+  std::vector<Node> nodes_;                            // nodes_[ino - 1]
+  std::vector<uint64_t> child_names_;                  // arena refs, grouped per directory, sorted
+  std::vector<uint32_t> child_inos_;                   // parallel to child_names_
   std::vector<std::pair<uint64_t, uint64_t>> xattrs_;  // (name ref, value ref)
   std::string arena_;
   uint64_t total_file_bytes_ = 0;

@@ -18,8 +18,8 @@ std::string Unescape(absl::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '\\' && i + 3 < s.size() && IsOctal(s[i + 1]) && IsOctal(s[i + 2]) &&
         IsOctal(s[i + 3])) {
-      out.push_back(static_cast<char>(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) |
-                                      (s[i + 3] - '0')));
+      out.push_back(
+          static_cast<char>(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) | (s[i + 3] - '0')));
       i += 3;
     } else if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == ':' || s[i + 1] == '\\')) {
       out.push_back(s[i + 1]);

@@ -15,10 +15,10 @@ namespace accel::fuse {
 struct MountInfoEntry {
   int id = 0;
   int parent_id = 0;
-  std::string dev;         // "major:minor"
-  std::string mountpoint;  // unescaped
-  std::string fstype;      // e.g. "fuse.accel", "overlay"
-  std::string source;      // unescaped
+  std::string dev;            // "major:minor"
+  std::string mountpoint;     // unescaped
+  std::string fstype;         // e.g. "fuse.accel", "overlay"
+  std::string source;         // unescaped
   std::string super_options;  // raw (still escaped)
 };
 

@@ -8,13 +8,16 @@
 // libfuse low-level session, so the serving side owns its descriptors (a
 // future restart handover passes them on). All descriptors are polled by one
 // epoll set; a worker takes one request at a time from whichever mount is
-// ready, so a slow read on one layer never blocks the others beyond one
-// worker.
+// ready. A FileSource read that blocks (e.g. a registry fetch) holds one
+// worker for its duration.
 //
 // Mount options: ro, noatime, allow_other, default_permissions (the kernel
-// checks permissions against the layer's modes). nosuid/nodev are NOT set:
-// an image's setuid binaries and device nodes must work as they do on an
-// overlayfs unpack.
+// checks permissions against the layer's modes), max_read sized so every
+// read reply can be spliced from the data file through the worker's pipe
+// (see splice_reply.h); readahead is raised to 1 MiB. nosuid/nodev are NOT
+// set: an image's setuid binaries and device nodes must work as they do on
+// an overlayfs unpack. Entries, negative entries and attributes are cached
+// by the kernel for a year: a layer never changes.
 //
 // Thread-safety: all methods are thread-safe. Mount and Unmount are
 // serialized with each other; requests keep being served meanwhile.
@@ -52,7 +55,8 @@ class FuseServer {
   // directory), reading file contents from `source`. `fsname` is the mount's
   // source in /proc/mounts (e.g. "accel-store:sha256:abcd..."). A dead FUSE
   // mount left at `mountpoint` (ENOTCONN, e.g. by a crashed daemon) is
-  // detached first. Returns InvalidArgument for a relative path or null
+  // detached first. Returns once the mount answers (INIT and the root's
+  // attributes served). Returns InvalidArgument for a relative path or null
   // tree/source, AlreadyExists if this server already has a mount there,
   // NotFound / FailedPrecondition if `mountpoint` is missing / not a
   // directory, or the mount(2) error.

@@ -5,6 +5,8 @@
 #include <linux/fuse.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace accel::fuse::internal {
 namespace {
 
@@ -49,6 +51,13 @@ void InitPipe(WorkerIo* io) {
 
 void InitWorkerIo(WorkerIo* io) { InitPipe(io); }
 
+size_t MaxSplicedRead() {
+  WorkerIo probe;
+  InitPipe(&probe);
+  if (probe.pipe_pages < 4) return 0;
+  return std::min<size_t>(256, probe.pipe_pages - 2) * PageSize();
+}
+
 void BeginRequest(WorkerIo* io, int fuse_fd, const void* buf, size_t size) {
   current_io = io;
   io->fuse_fd = fuse_fd;
@@ -92,8 +101,8 @@ bool SpliceReadReply(int fd, uint64_t pos, size_t len) {
   off64_t off = static_cast<off64_t>(pos);
   size_t moved = 0;
   while (moved < len) {
-    ssize_t n = splice(fd, &off, io->pipe_w.get(), nullptr, len - moved,
-                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t n =
+        splice(fd, &off, io->pipe_w.get(), nullptr, len - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {  // EOF (the data file is shorter than promised) or an error
       ResetPipe(*io);

@@ -39,6 +39,12 @@ struct WorkerIo {
 // spans 257 pages plus the header). Failure only disables splicing.
 void InitWorkerIo(WorkerIo* io);
 
+// The largest read reply a worker pipe can carry (header page and an
+// unaligned start included), capped at 1 MiB: the server mounts with this
+// max_read so that every large read can be spliced. 0 if pipes are too
+// small to splice at all.
+size_t MaxSplicedRead();
+
 // Makes `io` the calling thread's current WorkerIo and records the request
 // in `buf` (as read from `fuse_fd`). EndRequest forgets it.
 void BeginRequest(WorkerIo* io, int fuse_fd, const void* buf, size_t size);

@@ -158,11 +158,10 @@ TEST(LayerTreeTest, EveryEntryType) {
   EXPECT_EQ(fn->rdev, 0u);
   EXPECT_EQ(tree->Digest(*fn), "sha256:" + std::string(64, 'a'));
   EXPECT_EQ(tree->LinkTarget(*fn), "");
-  EXPECT_THAT(Xattrs(*tree, *fn),
-              ElementsAre(std::pair<std::string, std::string>("security.capability",
-                                                              std::string("\0\1", 2)),
-                          std::pair<std::string, std::string>("user.a", ""),
-                          std::pair<std::string, std::string>("user.b", "2")));
+  EXPECT_THAT(Xattrs(*tree, *fn), ElementsAre(std::pair<std::string, std::string>(
+                                                  "security.capability", std::string("\0\1", 2)),
+                                              std::pair<std::string, std::string>("user.a", ""),
+                                              std::pair<std::string, std::string>("user.b", "2")));
   absl::string_view v;
   EXPECT_TRUE(tree->FindXattr(*fn, "user.b", &v));
   EXPECT_EQ(v, "2");
@@ -378,8 +377,8 @@ TEST(LayerTreeTest, OpaqueMarkerSetsXattrAndIsHidden) {
 TEST(LayerTreeTest, HardLinksShareOneNode) {
   LayerEntry f = File("a/f", 9, 100);
   f.digest = "sha256:ff";
-  auto tree = MustBuild({f, Link("a/g", "a/f", EntryType::kHardlink),
-                         Link("h", "a/g", EntryType::kHardlink)});
+  auto tree = MustBuild(
+      {f, Link("a/g", "a/f", EntryType::kHardlink), Link("h", "a/g", EntryType::kHardlink)});
   ASSERT_NE(tree, nullptr);
   const Node* a = Find(*tree, "a/f");
   ASSERT_NE(a, nullptr);
@@ -393,8 +392,7 @@ TEST(LayerTreeTest, HardLinksShareOneNode) {
 }
 
 TEST(LayerTreeTest, HardLinkSurvivesReplacementOfItsTarget) {
-  auto tree = MustBuild(
-      {File("f", 1, 0), Link("g", "f", EntryType::kHardlink), File("f", 2, 10)});
+  auto tree = MustBuild({File("f", 1, 0), Link("g", "f", EntryType::kHardlink), File("f", 2, 10)});
   ASSERT_NE(tree, nullptr);
   EXPECT_EQ(Find(*tree, "g")->size, 1u);
   EXPECT_EQ(Find(*tree, "g")->nlink, 1u);
@@ -429,10 +427,10 @@ TEST(LayerTreeTest, BadHardLinksAreRejected) {
 TEST(LayerTreeTest, HiddenPathsAreOmitted) {
   TreeOptions options;
   options.hidden_paths = {"stargz.index.json", ".prefetch.landmark", ".no.prefetch.landmark"};
-  auto tree = MustBuild({File("stargz.index.json", 10), File(".prefetch.landmark", 1),
-                         File(".no.prefetch.landmark", 1), File("bin/stargz.index.json"),
-                         File("a")},
-                        options);
+  auto tree =
+      MustBuild({File("stargz.index.json", 10), File(".prefetch.landmark", 1),
+                 File(".no.prefetch.landmark", 1), File("bin/stargz.index.json"), File("a")},
+                options);
   ASSERT_NE(tree, nullptr);
   EXPECT_THAT(Names(*tree, *tree->root()), ElementsAre("a", "bin"));
   EXPECT_NE(Find(*tree, "bin/stargz.index.json"), nullptr);
@@ -558,9 +556,10 @@ TEST(LayerTreeTest, MemoryPerEntry) {
   EXPECT_EQ(tree->node_count(), n + 3);  // + root, usr, usr/lib
   const double per_entry = double(tree->MemoryBytes()) / n;
   const double per_entry_beyond_names = double(tree->MemoryBytes() - name_bytes) / n;
-  std::printf("LayerTree memory: %zu bytes for %zu entries = %.1f bytes/entry "
-              "(%.1f beyond names; sizeof(Node) = %zu)\n",
-              tree->MemoryBytes(), n, per_entry, per_entry_beyond_names, sizeof(Node));
+  std::printf(
+      "LayerTree memory: %zu bytes for %zu entries = %.1f bytes/entry "
+      "(%.1f beyond names; sizeof(Node) = %zu)\n",
+      tree->MemoryBytes(), n, per_entry, per_entry_beyond_names, sizeof(Node));
   // Node + child slot + digest text ("sha256:" + 64 hex) + NULs.
   EXPECT_LT(per_entry_beyond_names, 200.0);
 }

@@ -10,7 +10,8 @@ using ::testing::ElementsAre;
 
 constexpr char kText[] =
     "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
-    "42 27 0:39 / /tmp/l\\040a rw,relatime shared:5 - fuse.accel accel-store:sha256:ab ro,user_id=0\n"
+    "42 27 0:39 / /tmp/l\\040a rw,relatime shared:5 - fuse.accel accel-store:sha256:ab "
+    "ro,user_id=0\n"
     "43 42 0:40 / /tmp/l\\040a rw,relatime - tmpfs t rw\n"
     "46 27 0:41 / /tmp/m rw,relatime - overlay o "
     "rw,lowerdir=/tmp/l\\040a:/tmp/x\\:y:/tmp/l2,upperdir=/tmp/u,workdir=/tmp/w,uuid=on\n"

@@ -171,8 +171,7 @@ class TestLayer {
 class NoSpliceSource : public FileSource {
  public:
   explicit NoSpliceSource(std::shared_ptr<FileSource> inner) : inner_(std::move(inner)) {}
-  absl::StatusOr<size_t> ReadAt(const Node& node, uint64_t offset, char* buf,
-                                size_t len) override {
+  absl::StatusOr<size_t> ReadAt(const Node& node, uint64_t offset, char* buf, size_t len) override {
     reads_.fetch_add(1);
     return inner_->ReadAt(node, offset, buf, len);
   }
@@ -257,8 +256,7 @@ TEST_F(FuseServerTest, ShowsEveryEntryTypeAsTheLayerSaysAndIsReadOnly) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
   const std::string mp = MakeDir("mnt");
-  ASSERT_OK(server->Mount(mp, tree, layer.Source(tmp_.path() + "/data"),
-                          "accel-test:sha256:abcd"));
+  ASSERT_OK(server->Mount(mp, tree, layer.Source(tmp_.path() + "/data"), "accel-test:sha256:abcd"));
   absl::Cleanup unmount = [&] { server->Unmount(mp).IgnoreError(); };
   EXPECT_EQ(server->mount_count(), 1u);
   EXPECT_THAT(server->Mountpoints(), ElementsAre(mp));
@@ -280,6 +278,12 @@ TEST_F(FuseServerTest, ShowsEveryEntryTypeAsTheLayerSaysAndIsReadOnly) {
         EXPECT_THAT(std::string(l), HasSubstr("allow_other"));
         EXPECT_THAT(std::string(l), HasSubstr("default_permissions"));
       }
+    }
+    // Readahead raised to the largest read request.
+    absl::StatusOr<std::string> ra =
+        ReadAll(absl::StrCat("/sys/class/bdi/", e->dev, "/read_ahead_kb"));
+    if (ra.ok()) {
+      EXPECT_EQ(*ra, "1024\n");
     }
   }
 
@@ -688,8 +692,7 @@ TEST_F(FuseServerTest, DeadMountLeftByACrashedServerIsReplaced) {
   // A FUSE mount whose server is gone: mount, then close the descriptor.
   int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
   ASSERT_GE(fd, 0);
-  const std::string data =
-      absl::StrCat("fd=", fd, ",rootmode=40000,user_id=0,group_id=0");
+  const std::string data = absl::StrCat("fd=", fd, ",rootmode=40000,user_id=0,group_id=0");
   ASSERT_EQ(mount("dead-server", mp.c_str(), "fuse.accel", MS_RDONLY, data.c_str()), 0)
       << strerror(errno);
   close(fd);
