@@ -19,7 +19,7 @@ source "$(dirname "$0")/../tests/e2e/env.sh"
 env_init bench-store
 start_registry
 STORE=$ENV_TMP/store
-start_accel --store "$STORE" --log-level warn
+start_accel --store "$STORE" --log-level ${BENCH_LOG_LEVEL:-warn}
 start_containerd
 accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }

@@ -91,6 +91,9 @@ void Init(void* /*userdata*/, fuse_conn_info* conn) {
   conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
   // A layer never changes: never drop cached pages because an mtime "changed".
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  // Always readdirplus (not the kernel's adaptive mode): a walk of a cold
+  // tree then costs one request per directory block, not one LOOKUP per name.
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   // The kernel offers its largest readahead and only accepts lowering it, so
   // max_readahead stays as offered. More background requests keep readahead
   // of several files in flight.
