@@ -95,7 +95,9 @@ int RunStatus(const Args& args) {
   nlohmann::json layers = nlohmann::json::array();
   for (const auto& m : resp->mounted_layers()) {
     mounted.insert(m.layer());
-    layers.push_back({{"mountpoint", m.mountpoint()}, {"kind", m.kind()}, {"layer", m.layer()}});
+    nlohmann::json l = {{"mountpoint", m.mountpoint()}, {"kind", m.kind()}, {"layer", m.layer()}};
+    if (m.kind() == "estargz") l["bytes_fetched"] = m.bytes_fetched();
+    layers.push_back(l);
   }
   if (store.dir().empty()) {
     out["store"] = {{"configured", false}};

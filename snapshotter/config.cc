@@ -40,6 +40,14 @@ absl::Status GetInt(const toml::table& t, const std::string& origin, const char*
   return absl::OkStatus();
 }
 
+absl::Status GetBool(const toml::table& t, const std::string& origin, const char* key, bool& out) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return absl::OkStatus();
+  if (!n->is_boolean()) return TypeError(origin, key, "true or false");
+  out = *n->value<bool>();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& origin) {
@@ -49,7 +57,9 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     std::string k(key.str());
     // [registry] (credentials) is read by registry/ (LoadCredentials).
     if (k != "root" && k != "address" && k != "log_level" && k != "max_rpc_threads" &&
-        k != "store" && k != "fuse_threads" && k != "registry") {
+        k != "store" && k != "fuse_threads" && k != "lazy" && k != "hosts_dir" &&
+        k != "chunk_cache_mib" && k != "background_fetch_mibps" && k != "prefetch" &&
+        k != "registry") {
       return absl::InvalidArgumentError(absl::StrCat(origin, ": unknown key \"", k, "\""));
     }
   }
@@ -59,13 +69,20 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
   ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "max_rpc_threads", 2, 4096, c.max_rpc_threads));
   ACCEL_RETURN_IF_ERROR(GetString(t, origin, "store", c.store));
   ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "fuse_threads", 1, 256, c.fuse_threads));
+  ACCEL_RETURN_IF_ERROR(GetBool(t, origin, "lazy", c.lazy));
+  ACCEL_RETURN_IF_ERROR(GetBool(t, origin, "prefetch", c.prefetch));
+  ACCEL_RETURN_IF_ERROR(GetString(t, origin, "hosts_dir", c.hosts_dir));
+  ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "chunk_cache_mib", 64, 1 << 24, c.chunk_cache_mib));
+  ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "background_fetch_mibps", 0, 100000, c.background_fetch_mibps));
   return c;
 }
 
 absl::StatusOr<Config> LoadConfig(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok()) return Annotate(text.status(), "read config");
-  return ParseConfig(*text, path);
+  absl::StatusOr<Config> c = ParseConfig(*text, path);
+  if (c.ok()) c->path = path;
+  return c;
 }
 
 }  // namespace accel::snapshotter

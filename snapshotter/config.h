@@ -9,6 +9,11 @@
 //   max_rpc_threads = 64        # bound on concurrent RPC handler threads
 //   store = "/mnt/accel-store"  # shared store of preloaded layers ("" = none)
 //   fuse_threads = 4            # threads serving every FUSE mount together
+//   lazy = true                 # mount eStargz layers lazily from the registry
+//   hosts_dir = "/etc/containerd/certs.d"   # registry mirrors/TLS (hosts.toml)
+//   chunk_cache_mib = 10240     # bound on the on-disk cache of lazy chunks
+//   background_fetch_mibps = 20 # rate of fetching the rest of lazy layers (0 = off)
+//   prefetch = true             # fetch eStargz prioritized files after mounting
 //
 // Unknown keys are an error (a typo must not be silently ignored).
 
@@ -28,6 +33,13 @@ struct Config {
   int max_rpc_threads = 64;
   std::string store;  // "": plain and lazy layers only
   int fuse_threads = 4;
+  bool lazy = true;
+  std::string hosts_dir = "/etc/containerd/certs.d";
+  int chunk_cache_mib = 10240;
+  int background_fetch_mibps = 20;
+  bool prefetch = true;
+  // The file the config came from ("" if none): [registry] credentials.
+  std::string path;
 };
 
 // Where accelctl and the daemon look for the config when not told.

@@ -21,8 +21,13 @@
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
 #include "common/version.h"
+#include "fuse/chunk_cache.h"
 #include "fuse/server.h"
+#include "registry/auth.h"
+#include "registry/client.h"
+#include "snapshotter/estargz_layers.h"
 #include "snapshotter/grpc_service.h"
+#include "snapshotter/layer_resolver.h"
 #include "snapshotter/snapshotter.h"
 #include "snapshotter/store_layers.h"
 
@@ -76,6 +81,23 @@ absl::Status PrepareSocketPath(const std::string& path) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<registry::Client>> MakeDaemonRegistryClient(const Config& config) {
+  registry::ClientOptions o;
+  struct stat st;
+  if (!config.hosts_dir.empty() && ::stat(config.hosts_dir.c_str(), &st) == 0) {
+    o.hosts.hosts_dir = config.hosts_dir;
+  }
+  ACCEL_ASSIGN_OR_RETURN(o.credentials, registry::LoadCredentials(config.path));
+  o.transport.user_agent = absl::StrCat("accel-snapshotter/", Version());
+  o.transport.connect_timeout = absl::Seconds(10);
+  o.transport.low_speed_time = absl::Seconds(20);
+  // A read waits at most about 10 s for an unreachable registry, then
+  // fails with EIO; the mount stays and recovers when the registry does.
+  o.retry.max_attempts = 4;
+  o.retry.max_backoff = absl::Seconds(4);
+  return registry::Client::Create(std::move(o));
+}
+
 }  // namespace
 
 void BlockTerminationSignals() {
@@ -99,12 +121,28 @@ absl::Status RunDaemon(const Config& config) {
               LogField("reachable", st.reachable ? "yes" : "no"), LogField("id", st.id),
               LogField("error", st.error));
   }
+  // Lazy eStargz layers: a registry client of the daemon's own (hosts.toml
+  // mirrors, [registry] credentials) and the on-disk chunk cache.
+  LayerResolver resolver;
+  resolver.Add(kStoreKind, &store_layers);
+  std::unique_ptr<registry::Client> client;
+  std::unique_ptr<EstargzLayers> estargz_layers;
+  if (config.lazy) {
+    ACCEL_ASSIGN_OR_RETURN(client, MakeDaemonRegistryClient(config));
+    ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<fuse::ChunkCache> cache,
+                           fuse::ChunkCache::Open({absl::StrCat(config.root, "/chunks"),
+                                                   uint64_t(config.chunk_cache_mib) << 20}));
+    estargz_layers = std::make_unique<EstargzLayers>(
+        client.get(), fuse_server.get(), std::move(cache),
+        EstargzOptions{config.prefetch, uint64_t(config.background_fetch_mibps) << 20});
+    resolver.Add(kEstargzKind, estargz_layers.get());
+  }
   // Open() remounts every remote snapshot before any RPC is served.
-  ACCEL_ASSIGN_OR_RETURN(auto sn, Snapshotter::Open(SnapshotterOptions{config.root, &store_layers}));
+  ACCEL_ASSIGN_OR_RETURN(auto sn, Snapshotter::Open(SnapshotterOptions{config.root, &resolver}));
 
   ACCEL_RETURN_IF_ERROR(PrepareSocketPath(config.address));
   auto snapshots = NewSnapshotsService(sn.get());
-  auto daemon = NewDaemonService(sn.get(), DaemonInfo{config.address, absl::Now(), &store_layers});
+  auto daemon = NewDaemonService(sn.get(), DaemonInfo{config.address, absl::Now(), &store_layers, estargz_layers.get()});
 
   grpc::ServerBuilder builder;
   grpc::ResourceQuota quota("accel-rpc");

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
+#include "snapshotter/estargz_layers.h"
 #include "snapshotter/store_layers.h"
 
 namespace accel::snapshotter {
@@ -182,6 +183,15 @@ class DaemonService final : public ::accel::v1::Daemon::Service {
         ml->set_mountpoint(m.mountpoint);
         ml->set_kind(kStoreKind);
         ml->set_layer(m.diff_id);
+      }
+    }
+    if (info_.estargz_layers != nullptr) {
+      for (const auto& m : info_.estargz_layers->Mounted()) {
+        auto* ml = resp->add_mounted_layers();
+        ml->set_mountpoint(m.mountpoint);
+        ml->set_kind(kEstargzKind);
+        ml->set_layer(m.layer);
+        ml->set_bytes_fetched(static_cast<int64_t>(m.bytes_fetched));
       }
     }
     auto* counts = resp->mutable_snapshots();

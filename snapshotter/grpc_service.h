@@ -20,11 +20,13 @@ namespace accel::snapshotter {
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 class StoreLayers;
+class EstargzLayers;
 
 struct DaemonInfo {
   std::string address;
   absl::Time started;
-  StoreLayers* store_layers = nullptr;  // reported in GetStatus when set
+  StoreLayers* store_layers = nullptr;      // reported in GetStatus when set
+  EstargzLayers* estargz_layers = nullptr;  // likewise
 };
 
 // Creates the containerd.services.snapshots.v1.Snapshots service. `sn` must

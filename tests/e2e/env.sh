@@ -92,10 +92,20 @@ log:
   accesslog:
     disabled: false
 YML
-  docker-registry serve "$ENV_TMP/registry.yml" > "$ENV_TMP/registry.log" 2>&1 &
-  ENV_PIDS+=($!)
   REGISTRY=127.0.0.1:$port
+  restart_registry
+}
+# restart_registry: starts the registry again (same port and storage) after
+# stop_registry.
+restart_registry() {
+  docker-registry serve "$ENV_TMP/registry.yml" >> "$ENV_TMP/registry.log" 2>&1 &
+  REGISTRY_PID=$!
+  ENV_PIDS+=($REGISTRY_PID)
   wait_for registry curl -fsS "http://$REGISTRY/v2/"
+}
+stop_registry() {
+  stop_pid "$REGISTRY_PID"
+  forget_pid "$REGISTRY_PID"
 }
 
 start_accel() {

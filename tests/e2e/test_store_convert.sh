@@ -180,6 +180,19 @@ accelctl store gc --store "$STORE" --address "$ACCEL_SOCK" --grace 0 > "$ENV_TMP
 grep -q "gc: 1 layer(s)" "$ENV_TMP/gc.out" || fail "gc output: $(cat "$ENV_TMP/gc.out")"
 accelctl store verify --store "$STORE" | grep -q "verified 3 layer(s)" || fail "gc broke the store"
 
+echo "== an unreachable store: Prepare falls back to a download, status says why"
+mv "$STORE" "$STORE.away"
+rpull --snapshotter accel "$dst"
+[[ $(fuse_mounts accel) == 0 ]] || fail "layers mounted from an unreachable store"
+out=$(ctrc run --rm --snapshotter accel "$dst" c5 cat /opq/new-file)
+[[ $out == new ]] || fail "fallback pull: container read [$out]"
+accelctl status --address "$ACCEL_SOCK" | jq -e '.store.reachable == false and (.store.error | length > 0)' >/dev/null ||
+  fail "status does not report the unreachable store"
+grep -q 'store unreachable' "$ENV_TMP/accel.log" || fail "daemon did not log the unreachable store"
+mv "$STORE.away" "$STORE"
+accelctl status --address "$ACCEL_SOCK" | jq -e '.store.reachable == true' >/dev/null ||
+  fail "status does not see the store come back"
+
 echo "== verify finds a corrupted file"
 layer_dir=$(ls -d "$STORE"/layers/sha256/* | head -1)
 printf 'X' | dd of="$layer_dir/data" bs=1 seek=0 conv=notrunc status=none

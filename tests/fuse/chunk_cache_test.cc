@@ -1,0 +1,98 @@
+#include "fuse/chunk_cache.h"
+
+#include <sys/stat.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/fs_util.h"
+#include "common/sha256.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace accel::fuse {
+namespace {
+
+using ::accel::testing::TempDir;
+
+std::string KeyOf(const std::string& data) { return Sha256::Of(data).substr(7); }
+std::shared_ptr<const std::string> Shared(std::string s) {
+  return std::make_shared<const std::string>(std::move(s));
+}
+
+TEST(ChunkCacheTest, PutGetAndSurvivesReopen) {
+  TempDir dir;
+  const std::string a(1000, 'a'), b(2000, 'b');
+  {
+    ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 0}));
+    EXPECT_FALSE(cache->Get(KeyOf(a)).has_value());
+    ASSERT_OK(cache->Put(KeyOf(a), Shared(a)));
+    ASSERT_OK(cache->Put(KeyOf(b), Shared(b)));
+    auto got = cache->Get(KeyOf(a));
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(**got, a);
+    EXPECT_EQ(cache->disk_bytes(), 3000u);
+  }
+  // A new process (daemon restart) finds what the old one cached.
+  ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 0}));
+  EXPECT_EQ(cache->disk_entries(), 2u);
+  auto got = cache->Get(KeyOf(b));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(**got, b);
+  EXPECT_FALSE(cache->Put("not-a-key", Shared("x")).ok());
+}
+
+TEST(ChunkCacheTest, EvictsLeastRecentlyUsedBeyondTheBound) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 2500, 0}));
+  const std::string a(1000, 'a'), b(1000, 'b'), c(1000, 'c');
+  ASSERT_OK(cache->Put(KeyOf(a), Shared(a)));
+  ASSERT_OK(cache->Put(KeyOf(b), Shared(b)));
+  ASSERT_TRUE(cache->Get(KeyOf(a)).has_value());  // a is now more recent than b
+  ASSERT_OK(cache->Put(KeyOf(c), Shared(c)));
+  EXPECT_LE(cache->disk_bytes(), 2500u);
+  EXPECT_TRUE(cache->Get(KeyOf(a)).has_value());
+  EXPECT_FALSE(cache->Get(KeyOf(b)).has_value());
+  EXPECT_TRUE(cache->Get(KeyOf(c)).has_value());
+  struct stat st;
+  EXPECT_NE(::stat(absl::StrCat(dir.path(), "/c/", KeyOf(b).substr(0, 2), "/", KeyOf(b)).c_str(), &st), 0);
+}
+
+TEST(ChunkCacheTest, DamagedFileIsAMissNotWrongBytes) {
+  TempDir dir;
+  const std::string a(4096, 'a');
+  {
+    ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 0}));
+    ASSERT_OK(cache->Put(KeyOf(a), Shared(a)));
+  }
+  const std::string path = absl::StrCat(dir.path(), "/c/", KeyOf(a).substr(0, 2), "/", KeyOf(a));
+  ASSERT_OK(WriteFileAtomic(path, std::string(4096, 'X'), 0600));
+  ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 0}));
+  EXPECT_FALSE(cache->Get(KeyOf(a)).has_value());
+  EXPECT_EQ(cache->disk_entries(), 0u);
+}
+
+TEST(ChunkCacheTest, OpenTouchesNothingButItsOwnFiles) {
+  // The cache lives inside the daemon's root: opening it must never remove
+  // a neighbour (a regression once deleted metadata.db through "..").
+  TempDir dir;
+  ASSERT_OK(WriteFileAtomic(dir.path() + "/metadata.db", "precious", 0600));
+  ASSERT_OK(MkdirAll(dir.path() + "/c/zz", 0700));
+  ASSERT_OK(WriteFileAtomic(dir.path() + "/c/zz/other", "keep", 0600));
+  ASSERT_OK(MkdirAll(dir.path() + "/c/ab", 0700));
+  ASSERT_OK(WriteFileAtomic(dir.path() + "/c/ab/notakey", "keep", 0600));
+  const std::string tmp = dir.path() + "/c/ab/" + std::string(64, 'a') + ".tmp.123";
+  ASSERT_OK(WriteFileAtomic(tmp, "half", 0600));
+  ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 0}));
+  struct stat st;
+  EXPECT_EQ(::stat((dir.path() + "/metadata.db").c_str(), &st), 0);
+  EXPECT_EQ(::stat((dir.path() + "/c/zz/other").c_str(), &st), 0);
+  EXPECT_EQ(::stat((dir.path() + "/c/ab/notakey").c_str(), &st), 0);
+  EXPECT_NE(::stat(tmp.c_str(), &st), 0);  // an interrupted Put's temporary goes
+  EXPECT_EQ(cache->disk_entries(), 0u);
+}
+
+}  // namespace
+}  // namespace accel::fuse
