@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Lazy eStargz images: start time and bytes fetched, and the cost of
+# laziness once everything is cached, each against its baseline in the
+# same run.
+#
+#   bench/run_estargz.sh [MIB]     (default 512: the image's uncompressed size)
+#
+# The image: busybox plus a layer of MIB MiB in 64 files of random-ish data
+# and one small file the container reads. It is converted to eStargz by
+# Debian's ctr-remote. Page caches are dropped before every timed step.
+#
+# Goals (issue 5): lazy pull+run < 0.2x of a full pull+run with overlayfs of
+# the same eStargz image, with < 20% of the layer bytes fetched before the
+# command ends; reading the whole image through the lazy mount after the
+# background fetch >= 0.9x of reading it through a store mount.
+set -euo pipefail
+MIB=${1:-512}
+source "$(dirname "$0")/../tests/e2e/env.sh"
+env_init bench-estargz
+start_registry
+HOSTS=$ENV_TMP/certs.d
+mkdir -p "$HOSTS/$REGISTRY"
+printf 'server = "http://%s"\n' "$REGISTRY" > "$HOSTS/$REGISTRY/hosts.toml"
+STORE=$ENV_TMP/store
+cat > "$ENV_TMP/accel.toml" <<TOML
+hosts_dir = "$HOSTS"
+store = "$STORE"
+background_fetch_mibps = 0
+TOML
+start_accel --config "$ENV_TMP/accel.toml" --log-level "${BENCH_LOG_LEVEL:-warn}"
+start_containerd
+accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
+ctr_remote() { ctr-remote --address "$CTD_SOCK" --namespace e2e "$@"; }
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+now() { date +%s.%N; }
+ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.3f}' if b else 'inf')" "$1" "$2"; }
+row() { printf '%-50s %12s %12s %8s   %s\n' "$@"; }
+blob_bytes() {
+  grep "GET /v2/[^ ]*/blobs/$1 " "$ENV_TMP/registry.log" |
+    sed -n 's/.*" \(20[06]\) \([0-9]*\) .*/\2/p' | paste -sd+ | bc
+}
+
+echo "building a ${MIB} MiB image and converting it with ctr-remote ..."
+build_busybox_image "$ENV_TMP/oci:app"
+l=$ENV_TMP/l-data; mkdir -p "$l/data" "$l/etc"
+python3 - "$l/data" "$MIB" <<'PY'
+import os, sys
+blocks = [os.urandom(2048) * 2 for _ in range(256)]
+per_file = int(sys.argv[2]) * 256 // 64
+for f in range(64):
+    with open(f"{sys.argv[1]}/blob{f:02d}.bin", "wb") as out:
+        for i in range(per_file):
+            out.write(blocks[(i * 7919 + f) % 256])
+PY
+echo "hello" > "$l/etc/small.txt"
+add_layer "$ENV_TMP/oci:app" "$l"
+rm -rf "$l"
+push_image "$ENV_TMP/oci:app" bench/app:v1
+src=$REGISTRY/bench/app:v1
+esgz=$REGISTRY/bench/app:v1-esgz
+ctrc images pull --plain-http "$src" >/dev/null
+ctr_remote images convert --estargz --oci "$src" "$esgz" >/dev/null
+ctrc images push --plain-http "$esgz" >/dev/null
+ctrc images rm "$src" "$esgz" >/dev/null
+ctrc content prune references >/dev/null 2>&1 || true
+manifest=$(skopeo inspect --raw --tls-verify=false "docker://$esgz")
+big=$(jq -r '.layers | max_by(.size) | .digest' <<< "$manifest")
+big_size=$(jq -r '.layers | max_by(.size) | .size' <<< "$manifest")
+run_small() { ctrc run --rm --snapshotter "$1" "$2" "bench-$RANDOM" cat /etc/small.txt >/dev/null; }
+
+echo "full pull + run with overlayfs ..."
+drop_caches
+t0=$(now)
+ctrc images pull --plain-http --snapshotter overlayfs "$esgz" >/dev/null
+run_small overlayfs "$esgz"
+t1=$(now)
+full_s=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
+ctrc images rm "$esgz" >/dev/null
+ctrc content prune references >/dev/null 2>&1 || true
+
+echo "lazy pull + run through accel ..."
+before=$(blob_bytes "$big")
+drop_caches
+t0=$(now)
+ctr_remote images rpull --plain-http --snapshotter accel "$esgz" >/dev/null
+run_small accel "$esgz"
+t1=$(now)
+lazy_s=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
+fetched=$(( $(blob_bytes "$big") - before ))
+fetched_pct=$(python3 -c "print(f'{100 * $fetched / $big_size:.2f}')")
+
+echo "reading everything: lazy mount (all chunks cached) vs store mount ..."
+lazy_mp=$(awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $1 ~ /^accel-estargz/ {print $2}' /proc/mounts |
+  while read -r m; do if [[ -d $m/data ]]; then echo "$m"; fi; done)
+# Fetch every chunk (what the background fetch does), then time cold reads.
+find "$lazy_mp/data" -type f -exec cat {} + > /dev/null
+accelctl convert --plain-http --store "$STORE" "$src" "$REGISTRY/bench/app:v1-acc" > /dev/null
+ctr_remote images rpull --plain-http --snapshotter accel "$REGISTRY/bench/app:v1-acc" >/dev/null
+store_mp=$(awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $1 ~ /^accel-store/ {print $2}' /proc/mounts |
+  while read -r m; do if [[ -d $m/data ]]; then echo "$m"; fi; done)
+[[ -n $lazy_mp && -n $store_mp ]] || fail "cannot find the mounts ($lazy_mp | $store_mp)"
+read_all() { local t0 t1; drop_caches; t0=$(now); find "$1/data" -type f -exec cat {} + > /dev/null; t1=$(now); python3 -c "print(f'{$t1 - $t0:.3f}')"; }
+store_read=$(read_all "$store_mp")
+lazy_read=$(read_all "$lazy_mp")
+
+echo
+row "measure" "baseline" "accel" "ratio" "goal"
+row "pull+run (s): lazy vs full overlayfs pull" "$full_s" "$lazy_s" "$(ratio "$lazy_s" "$full_s")" "< 0.2"
+row "layer bytes fetched before the command ended" "$big_size" "$fetched" "${fetched_pct}%" "< 20%"
+row "read all ${MIB} MiB cold (s): lazy (cached) vs store" "$store_read" "$lazy_read" "$(ratio "$store_read" "$lazy_read")" ">= 0.9"
