@@ -65,67 +65,6 @@ pulls and runs it like SOURCE. Shows progress on stdout.
 
 )";
 
-// A bounded byte queue between a download (which pushes) and the store
-// writer (which pulls). Either side can end it early.
-class BlobPipe {
- public:
-  explicit BlobPipe(size_t capacity) : capacity_(capacity) {}
-
-  // Producer: blocks while full. Cancelled once the reader has gone.
-  absl::Status Push(absl::string_view chunk) {
-    absl::MutexLock lock(&mu_);
-    auto room = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      return reader_gone_ || buffered_ < capacity_;
-    };
-    mu_.Await(absl::Condition(&room));
-    if (reader_gone_) return absl::CancelledError("the store writer stopped reading");
-    chunks_.emplace_back(chunk);
-    buffered_ += chunk.size();
-    return absl::OkStatus();
-  }
-  // Producer: no more data; `status` is the download's result.
-  void Close(absl::Status status) {
-    absl::MutexLock lock(&mu_);
-    closed_ = true;
-    status_ = std::move(status);
-  }
-  // Consumer: up to `len` bytes, 0 at the end, or the download's error.
-  absl::StatusOr<size_t> Read(char* buf, size_t len) {
-    absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return closed_ || !chunks_.empty(); };
-    mu_.Await(absl::Condition(&ready));
-    if (chunks_.empty()) {
-      if (!status_.ok()) return status_;
-      return size_t{0};
-    }
-    std::string& front = chunks_.front();
-    size_t n = std::min(len, front.size() - front_pos_);
-    std::memcpy(buf, front.data() + front_pos_, n);
-    front_pos_ += n;
-    buffered_ -= n;
-    if (front_pos_ == front.size()) {
-      chunks_.pop_front();
-      front_pos_ = 0;
-    }
-    return n;
-  }
-  // Consumer: stops the producer.
-  void ReaderGone() {
-    absl::MutexLock lock(&mu_);
-    reader_gone_ = true;
-  }
-
- private:
-  const size_t capacity_;
-  absl::Mutex mu_;
-  std::deque<std::string> chunks_ ABSL_GUARDED_BY(mu_);
-  size_t front_pos_ ABSL_GUARDED_BY(mu_) = 0;
-  size_t buffered_ ABSL_GUARDED_BY(mu_) = 0;
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool reader_gone_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
-};
-
 // Live progress: layers done and bytes unpacked.
 class ConvertProgress {
  public:
@@ -224,10 +163,7 @@ absl::StatusOr<store::WriteResult> ConvertLayer(Client& client, const store::Sto
     return r;
   }
   BlobPipe pipe(16 << 20);
-  std::thread download([&] {
-    absl::Status s = client.FetchBlob(src, desc, [&](absl::string_view chunk) { return pipe.Push(chunk); });
-    pipe.Close(s.ok() ? s : Annotate(s, "download ", desc.digest));
-  });
+  std::thread download = StartDownload(client, src, desc, pipe);
   uint64_t last = 0;
   absl::StatusOr<store::WriteResult> result = store.WriteLayer(
       diff_id, [&](char* buf, size_t len) { return pipe.Read(buf, len); },

@@ -16,6 +16,7 @@ int RunInspect(const Args& args);
 int RunCopy(const Args& args);
 int RunConvert(const Args& args);
 int RunStore(const Args& args);
+int RunEstargz(const Args& args);
 
 // Prints "accelctl: MSG" on stderr and returns `code`.
 int Fail(const std::string& msg, int code = 1);

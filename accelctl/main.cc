@@ -22,6 +22,7 @@ constexpr Command kCommands[] = {
     {"inspect", RunInspect, "resolve an image reference and print its manifest as JSON"},
     {"copy", RunCopy, "copy an image between registries (all platforms or one)"},
     {"convert", RunConvert, "preload an image into the shared store and push its -acc target"},
+    {"estargz", RunEstargz, "convert an image's layers to eStargz (lazy pulls) and push it"},
     {"store", RunStore, "list, inspect, remove, verify and gc what the store holds"},
 };
 

@@ -106,4 +106,11 @@ absl::Status CopyBlob(Client& client, const Reference& src, const Reference& dst
   return absl::OkStatus();
 }
 
+std::thread StartDownload(Client& client, const Reference& src, const Descriptor& desc, BlobPipe& pipe) {
+  return std::thread([&client, src, desc, &pipe] {
+    absl::Status s = client.FetchBlob(src, desc, [&](absl::string_view chunk) { return pipe.Push(chunk); });
+    pipe.Close(s.ok() ? s : Annotate(s, "download ", desc.digest));
+  });
+}
+
 }  // namespace accel::ctl

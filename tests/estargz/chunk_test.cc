@@ -129,7 +129,8 @@ TEST(ChunkIndexForOffsetTest, FindsTheChunk) {
 
 TEST(CodecTest, BoundsHold) {
   const std::string big(1 << 20, 'z');
-  internal::GzipMemberReader reader(Gzip(big + big), 1 << 20);
+  const std::string compressed = Gzip(big + big);
+  internal::GzipMemberReader reader(compressed, 1 << 20);
   std::string sink(64 << 10, '\0');
   absl::Status status;
   for (;;) {
