@@ -18,9 +18,7 @@ MIB=${1:-512}
 source "$(dirname "$0")/../tests/e2e/env.sh"
 env_init bench-estargz
 start_registry
-HOSTS=$ENV_TMP/certs.d
-mkdir -p "$HOSTS/$REGISTRY"
-printf 'server = "http://%s"\n' "$REGISTRY" > "$HOSTS/$REGISTRY/hosts.toml"
+HOSTS=$(use_hosts_dir)
 STORE=$ENV_TMP/store
 cat > "$ENV_TMP/accel.toml" <<TOML
 hosts_dir = "$HOSTS"
@@ -35,10 +33,7 @@ drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
 ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.3f}' if b else 'inf')" "$1" "$2"; }
 row() { printf '%-50s %12s %12s %8s   %s\n' "$@"; }
-blob_bytes() {
-  grep "GET /v2/[^ ]*/blobs/$1 " "$ENV_TMP/registry.log" |
-    sed -n 's/.*" \(20[06]\) \([0-9]*\) .*/\2/p' | paste -sd+ | bc
-}
+blob_bytes() { registry_blob_bytes "$1"; }
 
 echo "building a ${MIB} MiB image and converting it with ctr-remote ..."
 build_busybox_image "$ENV_TMP/oci:app"
@@ -58,11 +53,7 @@ rm -rf "$l"
 push_image "$ENV_TMP/oci:app" bench/app:v1
 src=$REGISTRY/bench/app:v1
 esgz=$REGISTRY/bench/app:v1-esgz
-ctrc images pull --plain-http "$src" >/dev/null
-ctr_remote images convert --estargz --oci "$src" "$esgz" >/dev/null
-ctrc images push --plain-http "$esgz" >/dev/null
-ctrc images rm "$src" "$esgz" >/dev/null
-ctrc content prune references >/dev/null 2>&1 || true
+estargz_with_ctr_remote "$src" "$esgz"
 manifest=$(skopeo inspect --raw --tls-verify=false "docker://$esgz")
 big=$(jq -r '.layers | max_by(.size) | .digest' <<< "$manifest")
 big_size=$(jq -r '.layers | max_by(.size) | .size' <<< "$manifest")

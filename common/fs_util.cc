@@ -160,8 +160,15 @@ absl::Status FsyncDir(const std::string& dir) {
 }
 
 absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, mode_t mode) {
-  std::string tmp = absl::StrCat(path, ".tmp-", ::getpid());
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  // A unique temporary (pid alone is not unique across hosts sharing a
+  // directory, or containers), created exclusively and never through a link.
+  std::string tmp = absl::StrCat(path, ".tmp-XXXXXX");
+  UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
+  if (fd.valid() && ::fchmod(fd.get(), mode) != 0) {
+    absl::Status s = ErrnoToStatus(errno, absl::StrCat("chmod ", tmp));
+    ::unlink(tmp.c_str());
+    return s;
+  }
   if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", tmp));
   size_t done = 0;
   while (done < data.size()) {

@@ -488,7 +488,8 @@ class Emitter {
 class TarIn {
  public:
   using Pull = std::function<absl::StatusOr<size_t>(char*, size_t)>;
-  explicit TarIn(Pull pull) : pull_(std::move(pull)), buf_(kIoBlock) {}
+  // `block`: bytes asked of `pull` at a time.
+  explicit TarIn(Pull pull, size_t block = kIoBlock) : pull_(std::move(pull)), buf_(block) {}
   ~TarIn() {
     if (a_ != nullptr) archive_read_free(a_);
   }
@@ -779,7 +780,8 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
     }
     // Pass 2: the prioritized entries, each read back from its position.
     for (size_t index : prioritizer.order()) {
-      TarIn one(SpoolReader(fd, all[index].header_pos));
+      // Small reads: most prioritized entries are small files.
+      TarIn one(SpoolReader(fd, all[index].header_pos), 64 << 10);
       ACCEL_RETURN_IF_ERROR(one.Open());
       ACCEL_ASSIGN_OR_RETURN(struct archive_entry* ae, one.Next());
       if (ae == nullptr) return absl::InternalError("spooled tar entry vanished");

@@ -40,7 +40,7 @@ absl::StatusOr<std::string> InflateRange(absl::string_view in, uint64_t skip, ui
   if (inflateInit2(&z, 15 + 16) != Z_OK) return absl::InternalError("inflateInit2 failed");
   std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&z, inflateEnd);
   std::string out;
-  out.reserve(static_cast<size_t>(std::min<uint64_t>(want, 16 << 20)));
+  out.reserve(static_cast<size_t>(std::min<uint64_t>(want, 4 << 20)));
   std::unique_ptr<char[]> scratch(new char[kScratch]);
   uint64_t position = 0;  // decompressed bytes so far (skipped ones included)
   size_t in_pos = 0;
@@ -84,7 +84,7 @@ absl::StatusOr<std::string> ZstdRange(absl::string_view in, uint64_t skip, uint6
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   if (ctx == nullptr) return absl::InternalError("ZSTD_createDCtx failed");
   std::string out;
-  out.reserve(static_cast<size_t>(std::min<uint64_t>(want, 16 << 20)));
+  out.reserve(static_cast<size_t>(std::min<uint64_t>(want, 4 << 20)));
   std::unique_ptr<char[]> scratch(new char[kScratch]);
   uint64_t position = 0;
   ZSTD_inBuffer ib{in.data(), in.size(), 0};

@@ -103,7 +103,8 @@ absl::StatusOr<std::string> EstargzLayers::MountLayer(const Labels& labels,
   return std::string(kEstargzKind);
 }
 
-absl::StatusOr<std::string> EstargzLayers::Mount(const Labels& labels, const std::string& mountpoint) {
+absl::StatusOr<std::string> EstargzLayers::Mount(const Labels& labels, const std::string& /*parent*/,
+                                                 const std::string& mountpoint) {
   return MountLayer(labels, mountpoint, false);
 }
 

@@ -55,7 +55,8 @@ class EstargzLayers final : public RemoteLayers {
                 std::shared_ptr<fuse::ChunkCache> cache, EstargzOptions options);
   ~EstargzLayers() override;
 
-  absl::StatusOr<std::string> Mount(const Labels& labels, const std::string& mountpoint) override;
+  absl::StatusOr<std::string> Mount(const Labels& labels, const std::string& parent,
+                                    const std::string& mountpoint) override;
   absl::Status Restore(const Labels& labels, const std::string& mountpoint) override;
   absl::Status Unmount(const std::string& mountpoint) override;
 

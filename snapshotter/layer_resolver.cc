@@ -5,10 +5,11 @@
 
 namespace accel::snapshotter {
 
-absl::StatusOr<std::string> LayerResolver::Mount(const Labels& labels, const std::string& mountpoint) {
+absl::StatusOr<std::string> LayerResolver::Mount(const Labels& labels, const std::string& parent,
+                                                 const std::string& mountpoint) {
   absl::Status last = absl::OkStatus();
   for (const auto& [kind, source] : sources_) {
-    absl::StatusOr<std::string> got = source->Mount(labels, mountpoint);
+    absl::StatusOr<std::string> got = source->Mount(labels, parent, mountpoint);
     if (got.ok() && !got->empty()) return got;
     if (!got.ok()) {
       ACCEL_LOG(kWarn, "msg=\"remote layer source failed\"", LogField("kind", kind),

@@ -17,7 +17,8 @@ class LayerResolver final : public RemoteLayers {
  public:
   void Add(std::string kind, RemoteLayers* layers) { sources_.emplace_back(std::move(kind), layers); }
 
-  absl::StatusOr<std::string> Mount(const Labels& labels, const std::string& mountpoint) override;
+  absl::StatusOr<std::string> Mount(const Labels& labels, const std::string& parent,
+                                    const std::string& mountpoint) override;
   absl::Status Restore(const Labels& labels, const std::string& mountpoint) override;
   absl::Status Unmount(const std::string& mountpoint) override;
 

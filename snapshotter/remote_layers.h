@@ -42,8 +42,10 @@ class RemoteLayers {
   // existing empty directory) if it can be served remotely, and returns the
   // kind that serves it. Returns "" when the layer is not remote (the plain
   // path applies). On error nothing is left mounted; the caller falls back
-  // to the plain path and logs the error.
-  virtual absl::StatusOr<std::string> Mount(const Labels& labels,
+  // to the plain path and logs the error. `parent` is the parent snapshot's
+  // name: containerd names committed layers by chain id, so the target
+  // (kTargetRefLabel) must be the chain id of `parent` and this layer.
+  virtual absl::StatusOr<std::string> Mount(const Labels& labels, const std::string& parent,
                                             const std::string& mountpoint) = 0;
 
   // Mounts again, after a restart, a layer that Mount() served before;

@@ -169,7 +169,7 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::PrepareRemote(const std::string&
     }
   }
   ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, CreateSnapshot(Kind::kActive, key, parent, labels));
-  absl::StatusOr<std::string> kind = remote_->Mount(labels, FsPath(rec.id));
+  absl::StatusOr<std::string> kind = remote_->Mount(labels, parent, FsPath(rec.id));
   if (!kind.ok()) {
     ACCEL_LOG(kWarn, "msg=\"remote layer unavailable, falling back to download\"",
               LogField("key", key), LogField("target", target),

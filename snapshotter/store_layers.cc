@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 
 namespace accel::snapshotter {
@@ -17,11 +18,9 @@ const std::string* Find(const Labels& labels, const char* key) {
 StoreLayers::StoreLayers(std::string store_dir, fuse::FuseServer* server)
     : store_dir_(std::move(store_dir)), server_(server) {}
 
-absl::StatusOr<store::Store*> StoreLayers::GetStore() {
-  absl::MutexLock lock(&mu_);
-  // The id file is re-read on every call: a store that went away (an NFS
-  // mount lost) must make new Prepares fall back rather than fail later.
+absl::StatusOr<std::shared_ptr<const store::Store>> StoreLayers::GetStore() {
   absl::StatusOr<std::unique_ptr<store::Store>> opened = store::Store::Open(store_dir_, false);
+  absl::MutexLock lock(&mu_);
   if (!opened.ok()) {
     std::string error(opened.status().message());
     if (error != store_error_) {
@@ -33,11 +32,10 @@ absl::StatusOr<store::Store*> StoreLayers::GetStore() {
   }
   if (!store_error_.empty()) ACCEL_LOG(kInfo, "msg=\"store reachable again\"", LogField("store", store_dir_));
   store_error_.clear();
-  if (store_ == nullptr || store_->id() != (*opened)->id()) store_ = std::move(*opened);
-  return store_.get();
+  return std::shared_ptr<const store::Store>(std::move(*opened));
 }
 
-absl::StatusOr<StoreLayers::Layer> StoreLayers::LoadLayer(store::Store& store,
+absl::StatusOr<StoreLayers::Layer> StoreLayers::LoadLayer(const store::Store& store,
                                                           const std::string& diff_id) {
   ACCEL_ASSIGN_OR_RETURN(store::OpenLayer opened, store.Open(diff_id));
   const uint64_t data_size = opened.index.data_size;
@@ -49,7 +47,7 @@ absl::StatusOr<StoreLayers::Layer> StoreLayers::LoadLayer(store::Store& store,
   return layer;
 }
 
-absl::Status StoreLayers::MountLayer(store::Store& store, const std::string& diff_id,
+absl::Status StoreLayers::MountLayer(const store::Store& store, const std::string& diff_id,
                                      const std::string& mountpoint) {
   Layer layer;
   {
@@ -75,10 +73,32 @@ absl::Status StoreLayers::MountLayer(store::Store& store, const std::string& dif
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> StoreLayers::Mount(const Labels& labels, const std::string& mountpoint) {
+absl::StatusOr<std::string> StoreLayers::Mount(const Labels& labels, const std::string& parent,
+                                              const std::string& mountpoint) {
   const std::string* diff_id = Find(labels, kStoreLayerLabel);
   if (diff_id == nullptr || store_dir_.empty()) return std::string();
-  absl::StatusOr<store::Store*> store = GetStore();
+  if (!store::ValidateDiffId(*diff_id).ok()) {
+    ACCEL_LOG(kWarn, "msg=\"invalid store layer label; downloading the layer\"",
+              LogField("label", diff_id->substr(0, 100)));
+    return std::string();
+  }
+  // containerd commits a layer under its chain id: diff id for the bottom
+  // layer, sha256("<parent chain id> <diff id>") above. A target that is
+  // not this layer's chain id means the image's annotations do not match
+  // its config: never mount under someone else's name.
+  // containerd's metadata layer names backend snapshots "ns/id/name"; a
+  // parent committed by the remote path has its bare chain id as name.
+  const std::string parent_chain = parent.substr(parent.rfind('/') == std::string::npos ? 0 : parent.rfind('/') + 1);
+  const std::string* target = Find(labels, kTargetRefLabel);
+  const std::string chain =
+      parent.empty() ? *diff_id : Sha256::Of(absl::StrCat(parent_chain, " ", *diff_id));
+  if (target == nullptr || *target != chain) {
+    ACCEL_LOG(kWarn, "msg=\"store layer label does not match the layer's chain id; downloading it\"",
+              LogField("layer", *diff_id), LogField("target", target ? *target : ""),
+              LogField("parent", parent));
+    return std::string();
+  }
+  absl::StatusOr<std::shared_ptr<const store::Store>> store = GetStore();
   if (!store.ok()) return std::string();
   const std::string* want_id = Find(labels, kStoreIdLabel);
   if (want_id != nullptr && *want_id != (*store)->id()) {
@@ -87,7 +107,7 @@ absl::StatusOr<std::string> StoreLayers::Mount(const Labels& labels, const std::
               LogField("have_store", (*store)->id()));
     return std::string();
   }
-  if (!store::ValidateDiffId(*diff_id).ok() || !(*store)->HasLayer(*diff_id)) {
+  if (!(*store)->HasLayer(*diff_id)) {
     ACCEL_LOG(kInfo, "msg=\"layer not in the store; downloading it\"", LogField("layer", *diff_id));
     return std::string();
   }
@@ -104,7 +124,7 @@ absl::Status StoreLayers::Restore(const Labels& labels, const std::string& mount
     return absl::FailedPreconditionError(
         absl::StrCat("layer ", *diff_id, " came from a store, but no store is configured"));
   }
-  ACCEL_ASSIGN_OR_RETURN(store::Store * store, GetStore());
+  ACCEL_ASSIGN_OR_RETURN(std::shared_ptr<const store::Store> store, GetStore());
   return Annotate(MountLayer(*store, *diff_id, mountpoint), "restore store layer ", *diff_id);
 }
 
@@ -123,7 +143,7 @@ StoreLayersStatus StoreLayers::Status() {
   StoreLayersStatus status;
   status.dir = store_dir_;
   if (!store_dir_.empty()) {
-    absl::StatusOr<store::Store*> store = GetStore();
+    absl::StatusOr<std::shared_ptr<const store::Store>> store = GetStore();
     status.reachable = store.ok();
     if (store.ok()) {
       status.id = (*store)->id();

@@ -7,8 +7,10 @@
 //   containerd.io/snapshot/accel.diff-id   the layer's uncompressed digest
 //   containerd.io/snapshot/accel.store-id  the id of the store it was converted into
 //
-// When the store is configured and reachable, its id matches and it holds
-// the layer, Mount() mounts the layer's tree through the FUSE server and
+// When the store is configured and reachable, its id matches, it holds the
+// layer, and the target name containerd asks for is the chain id of the
+// parent and this diff id (so an image cannot commit a store layer under
+// another layer's name), Mount() mounts the layer's tree through the FUSE server and
 // the snapshotter answers AlreadyExists; otherwise Mount() returns "" and
 // containerd downloads the layer as usual (a target image runs everywhere).
 //
@@ -53,7 +55,8 @@ class StoreLayers final : public RemoteLayers {
   // must outlive this object.
   StoreLayers(std::string store_dir, fuse::FuseServer* server);
 
-  absl::StatusOr<std::string> Mount(const Labels& labels, const std::string& mountpoint) override;
+  absl::StatusOr<std::string> Mount(const Labels& labels, const std::string& parent,
+                                    const std::string& mountpoint) override;
   absl::Status Restore(const Labels& labels, const std::string& mountpoint) override;
   absl::Status Unmount(const std::string& mountpoint) override;
 
@@ -65,17 +68,17 @@ class StoreLayers final : public RemoteLayers {
     std::shared_ptr<fuse::FileSource> source;
     int mounts = 0;
   };
-  // The store, opened (again) if it was not reachable before.
-  absl::StatusOr<store::Store*> GetStore() ABSL_LOCKS_EXCLUDED(mu_);
-  absl::StatusOr<Layer> LoadLayer(store::Store& store, const std::string& diff_id);
-  absl::Status MountLayer(store::Store& store, const std::string& diff_id,
+  // The store, opened again on every call (outside the lock: it is NFS
+  // I/O and may hang) so that an unreachable store is noticed.
+  absl::StatusOr<std::shared_ptr<const store::Store>> GetStore() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<Layer> LoadLayer(const store::Store& store, const std::string& diff_id);
+  absl::Status MountLayer(const store::Store& store, const std::string& diff_id,
                           const std::string& mountpoint);
 
   const std::string store_dir_;
   fuse::FuseServer* const server_;
 
   absl::Mutex mu_;
-  std::unique_ptr<store::Store> store_ ABSL_GUARDED_BY(mu_);
   std::string store_error_ ABSL_GUARDED_BY(mu_);
   // Loaded layers by diff id, shared by their mounts; dropped with the
   // last mount.

@@ -27,7 +27,62 @@ namespace accel::store {
 namespace {
 
 constexpr char kIdDir[] = "store-id";
-constexpr size_t kMaxIndexBytes = size_t{4} << 30;
+// A hostile index must not make a reader allocate without bound: 512 MiB
+// holds far more than the largest real layer's index (~100 bytes an entry).
+constexpr size_t kMaxIndexBytes = size_t{512} << 20;
+
+// The store is shared and written by others: every name below its root is
+// opened without following symlinks, and files must be regular files (a
+// link to a host file, or a FIFO, is refused).
+absl::StatusOr<UniqueFd> OpenBelow(const std::string& root, const std::vector<std::string>& parts,
+                                   bool directory) {
+  UniqueFd cur(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cur.valid()) return ErrnoToStatus(errno, absl::StrCat("open store ", root));
+  std::string where = root;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const bool last = i + 1 == parts.size();
+    where = absl::StrCat(where, "/", parts[i]);
+    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+    if (!last || directory) flags |= O_DIRECTORY;
+    UniqueFd next(::openat(cur.get(), parts[i].c_str(), flags));
+    if (!next.valid()) {
+      if (errno == ELOOP || errno == ENOTDIR) {
+        return absl::DataLossError(absl::StrCat(where, " is a symlink or not a directory; refusing it"));
+      }
+      return ErrnoToStatus(errno, absl::StrCat("open ", where));
+    }
+    cur = std::move(next);
+  }
+  struct stat st;
+  if (::fstat(cur.get(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat("stat ", where));
+  if (!directory && !S_ISREG(st.st_mode)) {
+    return absl::DataLossError(absl::StrCat(where, " is not a regular file; refusing it"));
+  }
+  if (!directory) {
+    // Reads should block normally from here on.
+    int fl = ::fcntl(cur.get(), F_GETFL);
+    if (fl >= 0) ::fcntl(cur.get(), F_SETFL, fl & ~O_NONBLOCK);
+  }
+  return cur;
+}
+
+absl::StatusOr<std::string> ReadAll(int fd, const std::string& what, size_t max) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoToStatus(errno, absl::StrCat("stat ", what));
+  if (static_cast<uint64_t>(st.st_size) > max) {
+    return absl::DataLossError(absl::StrCat(what, ": ", st.st_size, " bytes is too large"));
+  }
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < bytes.size()) {
+    ssize_t n = ::pread(fd, bytes.data() + got, bytes.size() - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoToStatus(errno, absl::StrCat("read ", what));
+    if (n == 0) return absl::DataLossError(absl::StrCat(what, ": shrank while being read"));
+    got += static_cast<size_t>(n);
+  }
+  return bytes;
+}
 
 bool IsLowerHex(absl::string_view s) {
   return std::all_of(s.begin(), s.end(),
@@ -133,7 +188,11 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir_in, bo
   std::string dir = dir_in;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   const std::string id_file = absl::StrCat(dir, "/", kIdDir, "/id");
-  absl::StatusOr<std::string> id = ReadFile(id_file);
+  auto read_id = [&]() -> absl::StatusOr<std::string> {
+    ACCEL_ASSIGN_OR_RETURN(UniqueFd fd, OpenBelow(dir, {kIdDir, "id"}, false));
+    return ReadAll(fd.get(), id_file, 4096);
+  };
+  absl::StatusOr<std::string> id = read_id();
   if (!id.ok() && !create) {
     struct stat st;
     if (::stat(dir.c_str(), &st) != 0) {
@@ -162,8 +221,15 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir_in, bo
       }
     }
     ACCEL_RETURN_IF_ERROR(FsyncDir(dir));
-    id = ReadFile(id_file);
+    id = read_id();
     if (!id.ok()) return id.status();
+  }
+  // Everything the store writes into must be a real directory, not a link
+  // someone planted (gc and rm remove entries below them as root).
+  for (const std::vector<std::string>& sub :
+       {std::vector<std::string>{"layers"}, {"layers", "sha256"}, {"images"}, {"tmp"}}) {
+    absl::StatusOr<UniqueFd> d = OpenBelow(dir, sub, true);
+    if (!d.ok() && !absl::IsNotFound(d.status())) return d.status();
   }
   std::string value(absl::StripAsciiWhitespace(*id));
   if (value.size() != 32 || !IsLowerHex(value)) {
@@ -236,37 +302,24 @@ absl::StatusOr<std::vector<LayerInfo>> Store::ListLayers() const {
 
 absl::StatusOr<OpenLayer> Store::Open(absl::string_view diff_id) const {
   ACCEL_RETURN_IF_ERROR(ValidateDiffId(diff_id));
-  const std::string dir = LayerDir(diff_id);
-  const std::string index_path = dir + "/index";
+  const std::string hex(diff_id.substr(7));
+  const std::string index_path = LayerDir(diff_id) + "/index";
+  const std::string data_path = LayerDir(diff_id) + "/data";
   OpenLayer layer;
-  UniqueFd ifd(::open(index_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!ifd.valid()) {
-    if (errno == ENOENT) {
+  absl::StatusOr<UniqueFd> ifd = OpenBelow(dir_, {"layers", "sha256", hex, "index"}, false);
+  if (!ifd.ok()) {
+    if (absl::IsNotFound(ifd.status())) {
       return absl::NotFoundError(absl::StrCat("layer ", diff_id, " is not in store ", dir_));
     }
-    return ErrnoToStatus(errno, absl::StrCat("open ", index_path));
+    return ifd.status();
   }
-  struct stat st;
-  if (::fstat(ifd.get(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat("stat ", index_path));
-  if (static_cast<uint64_t>(st.st_size) > kMaxIndexBytes) {
-    return absl::DataLossError(absl::StrCat(index_path, ": index of ", st.st_size, " bytes is too large"));
-  }
-  std::string bytes(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < bytes.size()) {
-    ssize_t n = ::pread(ifd.get(), bytes.data() + got, bytes.size() - got, static_cast<off_t>(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoToStatus(errno, absl::StrCat("read ", index_path));
-    if (n == 0) return absl::DataLossError(absl::StrCat(index_path, ": shrank while being read"));
-    got += static_cast<size_t>(n);
-  }
+  ACCEL_ASSIGN_OR_RETURN(std::string bytes, ReadAll(ifd->get(), index_path, kMaxIndexBytes));
   ACCEL_ASSIGN_OR_RETURN(layer.index, DecodeIndex(bytes, index_path));
   if (layer.index.diff_id != diff_id) {
     return absl::DataLossError(absl::StrCat(index_path, ": index is for layer ", layer.index.diff_id));
   }
-  const std::string data_path = dir + "/data";
-  layer.data = UniqueFd(::open(data_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!layer.data.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", data_path));
+  ACCEL_ASSIGN_OR_RETURN(layer.data, OpenBelow(dir_, {"layers", "sha256", hex, "data"}, false));
+  struct stat st;
   if (::fstat(layer.data.get(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat("stat ", data_path));
   if (static_cast<uint64_t>(st.st_size) != layer.index.data_size) {
     return absl::DataLossError(absl::StrCat(data_path, ": ", st.st_size, " bytes, the index says ",
@@ -377,6 +430,7 @@ absl::Status Store::RemoveImage(absl::string_view target) const {
 
 absl::StatusOr<GcResult> Store::Gc(int64_t grace_seconds, const std::vector<std::string>& keep) const {
   GcResult result;
+  absl::Status first_error;
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
   ACCEL_ASSIGN_OR_RETURN(std::vector<ImageRecord> images, ListImages());
   std::set<std::string> used(keep.begin(), keep.end());
@@ -385,7 +439,7 @@ absl::StatusOr<GcResult> Store::Gc(int64_t grace_seconds, const std::vector<std:
   for (const LayerInfo& l : layers) {
     if (used.count(l.diff_id) || now - l.created_unix < grace_seconds) continue;
     absl::Status s = RemoveLayer(l.diff_id);
-    if (!s.ok() && !absl::IsNotFound(s)) return s;
+    if (!s.ok() && !absl::IsNotFound(s) && first_error.ok()) first_error = s;
     if (s.ok()) {
       result.removed_layers.push_back(l.diff_id);
       result.freed_bytes += l.data_bytes + l.index_bytes;
@@ -399,11 +453,21 @@ absl::StatusOr<GcResult> Store::Gc(int64_t grace_seconds, const std::vector<std:
     // Removal leftovers ("rm.*") are garbage at once; the rest may belong
     // to a writer that is still running.
     if (!absl::StartsWith(name, "rm.") && now - st.st_mtim.tv_sec < grace_seconds) continue;
-    ACCEL_ASSIGN_OR_RETURN(DiskUsageResult du, DiskUsage(path));
-    ACCEL_RETURN_IF_ERROR(RemoveAll(path));
+    absl::StatusOr<DiskUsageResult> du = DiskUsage(path);
+    absl::Status s = RemoveAll(path);
+    if (!s.ok()) {
+      // e.g. NFS's .nfsXXXX files of a removed file still open somewhere:
+      // leave it for a later gc and go on.
+      if (first_error.ok()) first_error = s;
+      continue;
+    }
     result.removed_temporaries.push_back(name);
-    result.freed_bytes += static_cast<uint64_t>(du.bytes);
+    if (du.ok()) result.freed_bytes += static_cast<uint64_t>(du->bytes);
   }
+  if (!first_error.ok() && result.removed_layers.empty() && result.removed_temporaries.empty()) {
+    return first_error;
+  }
+  if (!first_error.ok()) result.error = std::string(first_error.message());
   return result;
 }
 

@@ -79,6 +79,7 @@ struct GcResult {
   std::vector<std::string> removed_layers;
   std::vector<std::string> removed_temporaries;
   uint64_t freed_bytes = 0;
+  std::string error;  // what could not be removed (the rest was)
 };
 
 class Store {

@@ -242,3 +242,30 @@ mount_top_view() {
   mkdir -p "$dir"
   ctrc snapshots --snapshotter "$sn" mounts "$dir" "view-$sn-$(basename "$dir")" | sh
 }
+
+# use_hosts_dir: a containerd hosts directory telling accel the registry is
+# plain HTTP; prints its path (pass it as the daemon's hosts_dir).
+use_hosts_dir() {
+  local dir=$ENV_TMP/certs.d
+  mkdir -p "$dir/$REGISTRY"
+  printf 'server = "http://%s"\n' "$REGISTRY" > "$dir/$REGISTRY/hosts.toml"
+  echo "$dir"
+}
+
+# estargz_with_ctr_remote SRC DST: converts SRC to eStargz with Debian's
+# ctr-remote (a converter accel did not write) and pushes DST; leaves no
+# image records behind.
+estargz_with_ctr_remote() {
+  ctrc images pull --plain-http "$1" >/dev/null
+  ctr-remote --address "$CTD_SOCK" --namespace e2e images convert --estargz --oci "$1" "$2" >/dev/null
+  ctrc images push --plain-http "$2" >/dev/null
+  ctrc images rm "$1" "$2" >/dev/null
+  ctrc content prune references >/dev/null 2>&1 || true
+}
+
+# registry_blob_bytes DIGEST: bytes the registry sent for that blob so far
+# (its access log: "GET ... HTTP/1.1" STATUS BYTES).
+registry_blob_bytes() {
+  grep "GET /v2/[^ ]*/blobs/$1 " "$ENV_TMP/registry.log" |
+    sed -n 's/.*" \(20[06]\) \([0-9]*\) .*/\2/p' | paste -sd+ | bc
+}

@@ -7,9 +7,7 @@
 source "$(dirname "$0")/env.sh"
 env_init estargz_convert
 start_registry
-HOSTS=$ENV_TMP/certs.d
-mkdir -p "$HOSTS/$REGISTRY"
-printf 'server = "http://%s"\n' "$REGISTRY" > "$HOSTS/$REGISTRY/hosts.toml"
+HOSTS=$(use_hosts_dir)
 printf 'hosts_dir = "%s"\nbackground_fetch_mibps = 0\n' "$HOSTS" > "$ENV_TMP/accel.toml"
 start_accel --config "$ENV_TMP/accel.toml"
 start_containerd

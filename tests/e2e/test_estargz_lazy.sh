@@ -10,9 +10,7 @@ source "$(dirname "$0")/env.sh"
 env_init estargz_lazy
 start_registry
 # The daemon finds the registry's scheme through containerd's hosts.toml.
-HOSTS=$ENV_TMP/certs.d
-mkdir -p "$HOSTS/$REGISTRY"
-printf 'server = "http://%s"\n' "$REGISTRY" > "$HOSTS/$REGISTRY/hosts.toml"
+HOSTS=$(use_hosts_dir)
 cat > "$ENV_TMP/accel.toml" <<TOML
 hosts_dir = "$HOSTS"
 background_fetch_mibps = 0
@@ -22,11 +20,7 @@ start_containerd
 accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
 ctr_remote() { ctr-remote --address "$CTD_SOCK" --namespace e2e "$@"; }
 fuse_mounts() { awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/' /proc/mounts | wc -l; }
-# Bytes the registry sent for blob $1 (access log: "GET ... HTTP/1.1" STATUS BYTES).
-blob_bytes() {
-  grep "GET /v2/[^ ]*/blobs/$1 " "$ENV_TMP/registry.log" |
-    sed -n 's/.*" \(20[06]\) \([0-9]*\) .*/\2/p' | paste -sd+ | bc
-}
+blob_bytes() { registry_blob_bytes "$1"; }
 
 echo "== build an image with a big layer, convert it with ctr-remote"
 build_busybox_image "$ENV_TMP/oci:app"
@@ -40,11 +34,7 @@ add_layer "$ENV_TMP/oci:app" "$l"
 push_image "$ENV_TMP/oci:app" e2e/app:v1
 src=$REGISTRY/e2e/app:v1
 esgz=$REGISTRY/e2e/app:v1-esgz
-ctrc images pull --plain-http "$src" >/dev/null
-ctr_remote images convert --estargz --oci "$src" "$esgz" >/dev/null
-ctrc images push --plain-http "$esgz" >/dev/null
-ctrc images rm "$src" "$esgz" >/dev/null
-ctrc content prune references >/dev/null 2>&1 || true
+estargz_with_ctr_remote "$src" "$esgz"
 manifest=$(skopeo inspect --raw --tls-verify=false "docker://$esgz")
 layers=$(jq -r '.layers[].digest' <<< "$manifest")
 big_layer=$(jq -r '.layers | max_by(.size) | .digest' <<< "$manifest")

@@ -102,6 +102,21 @@ python3 "$(dirname "$0")/treediff.py" "$ENV_TMP/tree-overlayfs" "$ENV_TMP/tree-a
   fail "trees differ (A = overlayfs of the source, B = accel from the store)"
 umount "$ENV_TMP/tree-overlayfs" "$ENV_TMP/tree-accel"
 
+echo "== annotations that do not match the config's layers are not trusted"
+# The target manifest with the diff-id annotations of layers 2 and 3
+# swapped: those layers' chain ids no longer match, so accel2 downloads them
+# rather than committing a store layer under another layer's name.
+jq -c '.layers[1].annotations["containerd.io/snapshot/accel.diff-id"] as $a |
+       .layers[1].annotations["containerd.io/snapshot/accel.diff-id"] = .layers[2].annotations["containerd.io/snapshot/accel.diff-id"] |
+       .layers[2].annotations["containerd.io/snapshot/accel.diff-id"] = $a' "$ENV_TMP/target.json" > "$ENV_TMP/lie.json"
+curl -fsS -X PUT -H "Content-Type: $(jq -r '.mediaType // "application/vnd.oci.image.manifest.v1+json"' "$ENV_TMP/target.json")" --data-binary @"$ENV_TMP/lie.json" \
+  "http://$REGISTRY/v2/e2e/app/manifests/v1-lie" >/dev/null
+ctr-remote --address "$CTD_SOCK" --namespace lie images rpull --plain-http --snapshotter accel2 "$REGISTRY/e2e/app:v1-lie" >/dev/null
+[[ $(fuse_mounts accel2) == 1 ]] || fail "mismatched annotations: $(fuse_mounts accel2) store mounts (want only the bottom layer)"
+grep -q "does not match the layer's chain id" "$ENV_TMP/accel2.log" || fail "mismatch not logged"
+out=$(ctr --address "$CTD_SOCK" --namespace lie run --rm --snapshotter accel2 "$REGISTRY/e2e/app:v1-lie" lie1 cat /data/file /opq/new-file)
+[[ $out == $'regular\nnew' ]] || fail "lying image read [$out]"
+
 echo "== a second node (daemon accel2, same store)"
 rpull --snapshotter accel2 "$dst"
 [[ $(fuse_mounts accel2) == 3 ]] || fail "second daemon did not mount the store layers"
@@ -135,6 +150,7 @@ for sn in accel overlayfs; do
   done
 done
 ctrc images rm --sync "$dst" "$src" >/dev/null
+ctr --address "$CTD_SOCK" --namespace lie images rm --sync "$REGISTRY/e2e/app:v1-lie" >/dev/null
 wait_for "layers unmounted" test "$(fuse_mounts accel)" -eq 0
 wait_for "layers unmounted (accel2)" test "$(fuse_mounts accel2)" -eq 0
 accelctl store rm --store "$STORE" --address "$ACCEL_SOCK" "$dst" > "$ENV_TMP/rm.out" ||

@@ -25,7 +25,8 @@ using ::accel::testing::TempDir;
 // fail. Each mount is a tmpfs holding a file named after the target.
 class TmpfsRemote : public RemoteLayers {
  public:
-  absl::StatusOr<std::string> Mount(const Labels& labels, const std::string& mp) override {
+  absl::StatusOr<std::string> Mount(const Labels& labels, const std::string& /*parent*/,
+                                    const std::string& mp) override {
     mounts++;
     if (labels.contains("test/fail")) return absl::UnavailableError("store unreachable");
     if (!labels.contains("test/remote")) return std::string();

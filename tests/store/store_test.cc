@@ -365,6 +365,27 @@ TEST_F(StoreTest, VerifyFindsCorruptedContent) {
   EXPECT_THAT(problems[0].detail, HasSubstr("etc/passwd"));
 }
 
+TEST_F(StoreTest, LinksPlantedInTheStoreAreRefused) {
+  const std::string tar = TarBuilder().File("f", "content").Finish();
+  const std::string diff_id = Sha256::Of(tar);
+  ASSERT_OK(store_->WriteLayer(diff_id, Reader(tar)).status());
+  // A writer of the shared store swaps the data file for a link to a host
+  // file of the same size: the daemon must not serve it.
+  const std::string data = store_->LayerDir(diff_id) + "/data";
+  ASSERT_OK(WriteFileAtomic(dir_.path() + "/host-secret", "1234567", 0600));
+  ASSERT_EQ(::unlink(data.c_str()), 0);
+  ASSERT_EQ(::symlink((dir_.path() + "/host-secret").c_str(), data.c_str()), 0);
+  EXPECT_THAT(store_->Open(diff_id).status(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("symlink")));
+  // A FIFO would block a reader forever: refused too.
+  ASSERT_EQ(::unlink(data.c_str()), 0);
+  ASSERT_EQ(::mkfifo(data.c_str(), 0600), 0);
+  EXPECT_THAT(store_->Open(diff_id).status(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not a regular file")));
+  // tmp/ as a link elsewhere (gc removes entries below it as root).
+  ASSERT_OK(RemoveAll(store_->dir() + "/tmp"));
+  ASSERT_EQ(::symlink(dir_.path().c_str(), (store_->dir() + "/tmp").c_str()), 0);
+  EXPECT_THAT(Store::Open(store_->dir(), false).status(), StatusIs(absl::StatusCode::kDataLoss));
+}
+
 TEST_F(StoreTest, StoreIdIsStableAndOpenWithoutCreateNeedsAStore) {
   ASSERT_OK_AND_ASSIGN(auto again, Store::Open(store_->dir() + "/", false));
   EXPECT_EQ(again->id(), store_->id());
