@@ -279,9 +279,11 @@ absl::Status Convert(Client& client, const store::Store& store, const Reference&
       ACCEL_RETURN_IF_ERROR(CopyBlob(client, src, dst, d, blob_progress));
     }
   }
-  ACCEL_RETURN_IF_ERROR(client.PushManifest(dst, image.manifest.descriptor.media_type, target_bytes));
+  // The record goes first: from then on gc and `store rm` of another image
+  // keep these layers. Then every layer must still be there before the
+  // target is published (a concurrent removal would leave it pointing at
+  // missing layers).
   out.digest = Sha256::Of(target_bytes);
-
   store::ImageRecord record;
   record.target = dst.String();
   record.source = src.String();
@@ -290,7 +292,13 @@ absl::Status Convert(Client& client, const store::Store& store, const Reference&
   record.diff_ids = diff_ids;
   for (const Descriptor& d : manifest.layers) record.blobs.push_back(d.digest);
   record.created_unix = static_cast<int64_t>(std::time(nullptr));
-  return store.PutImage(record);
+  ACCEL_RETURN_IF_ERROR(store.PutImage(record));
+  for (const std::string& d : diff_ids) {
+    if (!store.HasLayer(d)) {
+      return absl::AbortedError(absl::StrCat("layer ", d, " was removed from the store during the conversion; run it again"));
+    }
+  }
+  return client.PushManifest(dst, image.manifest.descriptor.media_type, target_bytes);
 }
 
 }  // namespace

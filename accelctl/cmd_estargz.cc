@@ -146,6 +146,7 @@ absl::Status ConvertImage(Client& client, const Reference& src, const Reference&
     if (!d.is_string()) return absl::InvalidArgumentError("rootfs.diff_ids holds a non-string");
     diff_ids.push_back(d.get<std::string>());
   }
+  if (manifest.layers.empty()) return absl::InvalidArgumentError("image has no layers to convert");
   std::printf("converting %s (%zu layers) to eStargz\n", src.String().c_str(), manifest.layers.size());
   std::fflush(stdout);
 
@@ -215,13 +216,14 @@ absl::Status ConvertImage(Client& client, const Reference& src, const Reference&
   config_desc.size = static_cast<int64_t>(new_config.size());
   ACCEL_ASSIGN_OR_RETURN(std::optional<int64_t> have_config, client.StatBlob(dst, config_desc.digest));
   if (!have_config) {
-    const std::string path = absl::StrCat(results[0]->path, ".config");
-    {
-      std::ofstream f(path, std::ios::binary);
-      f << new_config;
-      if (!f) return absl::ResourceExhaustedError(absl::StrCat("write ", path));
-    }
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string path = absl::StrCat(tmpdir && *tmpdir ? tmpdir : "/tmp", "/accelctl-config-XXXXXX");
+    UniqueFd cfd(::mkstemp(path.data()));
+    if (!cfd.valid()) return absl::InternalError(absl::StrCat("create temporary file ", path));
     auto rm = absl::MakeCleanup([&] { ::unlink(path.c_str()); });
+    if (::write(cfd.get(), new_config.data(), new_config.size()) != static_cast<ssize_t>(new_config.size())) {
+      return absl::ResourceExhaustedError(absl::StrCat("write ", path));
+    }
     ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<registry::BlobReader> reader, registry::OpenFileBlobReader(path));
     ACCEL_RETURN_IF_ERROR(client.PushBlob(dst, config_desc, *reader));
   }

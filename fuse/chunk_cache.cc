@@ -164,7 +164,8 @@ absl::Status ChunkCache::Put(absl::string_view key_view, std::shared_ptr<const s
     FILE* f = std::fopen(tmp.c_str(), "wbe");
     if (f == nullptr) return ErrnoToStatus(errno, absl::StrCat("create ", tmp));
     size_t n = std::fwrite(data->data(), 1, data->size(), f);
-    bool ok = n == data->size() && std::fclose(f) == 0;
+    const bool closed = std::fclose(f) == 0;  // always, even after a short write
+    bool ok = n == data->size() && closed;
     if (!ok) {
       ::unlink(tmp.c_str());
       return absl::ResourceExhaustedError(absl::StrCat("write ", tmp));

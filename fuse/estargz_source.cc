@@ -52,9 +52,11 @@ absl::Status EstargzSource::FetchRun(absl::Span<const Chunk> run, uint64_t* fetc
   return absl::OkStatus();
 }
 
-absl::Status EstargzSource::Fetch(absl::Span<const Chunk> chunks, uint64_t max_range, uint64_t* fetched) {
+absl::Status EstargzSource::Fetch(absl::Span<const Chunk> chunks, uint64_t max_range, uint64_t* fetched,
+                                  const std::function<bool()>& cancelled) {
   size_t i = 0;
   while (i < chunks.size()) {
+    if (cancelled && cancelled()) return absl::CancelledError("fetch cancelled");
     const std::string key = KeyOf(chunks[i]);
     if (key.empty() || cache_->Get(key).has_value()) {
       ++i;

@@ -35,7 +35,9 @@ class EstargzSource final : public FileSource {
   // Makes sure `chunks` are cached, fetching the missing ones in merged
   // ranges of at most `max_range` bytes. Used by prefetch and background
   // fetch; `fetched` receives the compressed bytes downloaded.
-  absl::Status Fetch(absl::Span<const estargz::Chunk> chunks, uint64_t max_range, uint64_t* fetched);
+  // `cancelled` is checked between requests (Cancelled when it says so).
+  absl::Status Fetch(absl::Span<const estargz::Chunk> chunks, uint64_t max_range, uint64_t* fetched,
+                     const std::function<bool()>& cancelled = nullptr);
 
   const estargz::Toc& toc() const { return *toc_; }
   uint64_t bytes_fetched() const { return bytes_fetched_.load(); }

@@ -109,6 +109,12 @@ void BlockTerminationSignals() {
 absl::Status RunDaemon(const Config& config) {
   ACCEL_LOG(kInfo, "msg=\"starting accel-snapshotter\"", LogField("version", Version()),
             LogField("root", config.root), LogField("address", config.address));
+  // Lazy layers' reads use the registry client from FUSE threads: it must
+  // outlive the FUSE server, so it is made first (and destroyed last).
+  std::unique_ptr<registry::Client> client;
+  if (config.lazy) {
+    ACCEL_ASSIGN_OR_RETURN(client, MakeDaemonRegistryClient(config));
+  }
   // One FUSE server serves every remote layer with a fixed set of threads.
   ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<fuse::FuseServer> fuse_server,
                          fuse::FuseServer::Start(fuse::FuseServer::Options{config.fuse_threads}));
@@ -125,10 +131,8 @@ absl::Status RunDaemon(const Config& config) {
   // mirrors, [registry] credentials) and the on-disk chunk cache.
   LayerResolver resolver;
   resolver.Add(kStoreKind, &store_layers);
-  std::unique_ptr<registry::Client> client;
   std::unique_ptr<EstargzLayers> estargz_layers;
   if (config.lazy) {
-    ACCEL_ASSIGN_OR_RETURN(client, MakeDaemonRegistryClient(config));
     ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<fuse::ChunkCache> cache,
                            fuse::ChunkCache::Open({absl::StrCat(config.root, "/chunks"),
                                                    uint64_t(config.chunk_cache_mib) << 20}));

@@ -23,6 +23,7 @@ constexpr char kCriDigestLabel[] = "containerd.io/snapshot/cri.layer-digest";
 // in ranges of kBackgroundRange so a read is never stuck behind a long one.
 constexpr uint64_t kPrefetchRange = 16 << 20;
 constexpr uint64_t kBackgroundRange = 4 << 20;
+constexpr uint64_t kMaxChunkBytes = 64 << 20;
 
 std::string LabelOf(const Labels& labels, const char* a, const char* b) {
   for (const char* key : {a, b}) {
@@ -88,6 +89,27 @@ absl::StatusOr<std::string> EstargzLayers::MountLayer(const Labels& labels,
     }
     return Annotate(toc.status(), "read TOC of ", digest);
   }
+  // Only what can be verified is served lazily: the TOC against the
+  // manifest's annotation, every chunk against the TOC. Anything else is
+  // downloaded (and checked against its digest) by containerd.
+  const char* unverifiable = toc_digest.empty()              ? "no TOC digest annotation"
+                             : !toc->all_chunks_have_digests ? "chunks without digests"
+                                                             : nullptr;
+  for (const estargz::Chunk& c : toc->chunks) {
+    if (unverifiable != nullptr) break;
+    // A chunk is decoded in memory: bound it (the format's converters use
+    // 4 MiB chunks).
+    if (c.size > kMaxChunkBytes || c.inner_offset > kMaxChunkBytes ||
+        c.compressed_size > kMaxChunkBytes + (1 << 20)) {
+      unverifiable = "a chunk larger than 64 MiB";
+    }
+  }
+  if (unverifiable != nullptr) {
+    if (strict) return absl::FailedPreconditionError(absl::StrCat("layer ", digest, ": ", unverifiable));
+    ACCEL_LOG(kInfo, "msg=\"eStargz layer cannot be verified lazily; downloading it\"",
+              LogField("layer", digest), LogField("why", unverifiable));
+    return std::string();
+  }
   auto shared_toc = std::make_shared<const estargz::Toc>(*std::move(toc));
   ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<const fuse::LayerTree> tree,
                          fuse::LayerTree::Build(shared_toc->entries));
@@ -151,7 +173,9 @@ void EstargzLayers::BackgroundLoop() {
     if (options_.prefetch && !toc.prioritized.empty()) {
       for (size_t index : toc.prioritized) {
         if (!still_wanted()) break;
-        absl::Status s = source->Fetch(toc.FileChunks(toc.entries[index]), kPrefetchRange, &fetched);
+        absl::Status s = source->Fetch(toc.FileChunks(toc.entries[index]), kPrefetchRange, &fetched,
+                                       [&] { return !still_wanted(); });
+        if (absl::IsCancelled(s)) break;
         if (!s.ok()) {
           ACCEL_LOG(kWarn, "msg=\"prefetch failed\"", LogField("mountpoint", mountpoint),
                     LogField("error", s.ToString()));

@@ -324,7 +324,18 @@ absl::StatusOr<WriteResult> Store::WriteLayer(absl::string_view diff_id, const R
   if (!data_fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", data_path));
 
   Decompressor decompressor(input);
-  Feed feed{&decompressor, Sha256(), std::vector<char>(kBlock), 0, absl::OkStatus(), &progress};
+  // gc judges a writer's temporary by its mtime: touch it as the layer
+  // streams in, so a conversion longer than the grace period is not
+  // mistaken for an abandoned one.
+  uint64_t touched_at = 0;
+  WriteProgressFn keep_fresh = [&](uint64_t total) {
+    if (total - touched_at >= (uint64_t{256} << 20)) {
+      ::utimensat(AT_FDCWD, tmp.c_str(), nullptr, 0);
+      touched_at = total;
+    }
+    if (progress) progress(total);
+  };
+  Feed feed{&decompressor, Sha256(), std::vector<char>(kBlock), 0, absl::OkStatus(), &keep_fresh};
   DataWriter data(data_fd.get(), data_path);
   LayerIndex index;
   index.diff_id = std::string(diff_id);
