@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# containerd's garbage collection and accel's remote layers: pulling a
+# target image (store layers) and an eStargz image (lazy layers), running a
+# container, then removing the images, N times over: every FUSE mount goes
+# with its snapshot, Cleanup frees the directories, and neither mounts,
+# snapshot directories, the daemon's descriptors nor its threads grow.
+#
+#   ACCEL_GC_CYCLES=50 tests/e2e/test_gc_cycles.sh     (default 10, the CI mode)
+source "$(dirname "$0")/env.sh"
+env_init gc_cycles
+CYCLES=${ACCEL_GC_CYCLES:-10}
+start_registry
+HOSTS=$(use_hosts_dir)
+STORE=$ENV_TMP/store
+printf 'hosts_dir = "%s"\nstore = "%s"\nbackground_fetch_mibps = 0\n' "$HOSTS" "$STORE" > "$ENV_TMP/accel.toml"
+start_accel --config "$ENV_TMP/accel.toml" --log-level info
+start_containerd
+accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
+rpull() { ctr-remote --address "$CTD_SOCK" --namespace e2e images rpull --plain-http --snapshotter accel "$1" >/dev/null; }
+fuse_mounts() { awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/' /proc/mounts | wc -l; }
+snapshot_dirs() { find "$ENV_TMP/accel/snapshots" -mindepth 1 -maxdepth 1 | wc -l; }
+daemon_fds() { ls "/proc/$ACCEL_PID/fd" | wc -l; }
+daemon_threads() { ls "/proc/$ACCEL_PID/task" | wc -l; }
+
+build_fidelity_image "$ENV_TMP/oci:app"
+push_image "$ENV_TMP/oci:app" e2e/app:v1
+src=$REGISTRY/e2e/app:v1
+accelctl convert --plain-http --store "$STORE" "$src" > /dev/null
+estargz_with_ctr_remote "$src" "$REGISTRY/e2e/app:v1-esgz"
+targets=("$src-acc" "$REGISTRY/e2e/app:v1-esgz")
+
+cycle() {
+  local i=$1 t
+  for t in "${targets[@]}"; do rpull "$t"; done
+  [[ $(fuse_mounts) == 6 ]] || fail "cycle $i: $(fuse_mounts) FUSE mounts after the pulls (want 6)"
+  out=$(ctrc run --rm --snapshotter accel "${targets[0]}" "c$i" cat /opq/new-file)
+  [[ $out == new ]] || fail "cycle $i: store image read [$out]"
+  out=$(ctrc run --rm --snapshotter accel "${targets[1]}" "d$i" cat /data/file)
+  [[ $out == regular ]] || fail "cycle $i: eStargz image read [$out]"
+  ctrc images rm --sync "${targets[@]}" >/dev/null
+  wait_for "cycle $i: layers unmounted" test "$(fuse_mounts)" -eq 0
+}
+
+cycle 0
+wait_for "snapshot directories freed" test "$(snapshot_dirs)" -eq 0
+fds0=$(daemon_fds); threads0=$(daemon_threads)
+for ((i = 1; i <= CYCLES; i++)); do cycle "$i"; done
+wait_for "snapshot directories freed" test "$(snapshot_dirs)" -eq 0
+fds=$(daemon_fds); threads=$(daemon_threads)
+echo "after $CYCLES cycles: fds $fds0 -> $fds, threads $threads0 -> $threads"
+((fds <= fds0 + 2)) || fail "daemon descriptors grew: $fds0 -> $fds"
+((threads <= threads0)) || fail "daemon threads grew: $threads0 -> $threads"
+[[ $(ctrc snapshots --snapshotter accel ls | wc -l) -le 1 ]] || fail "snapshots left: $(ctrc snapshots --snapshotter accel ls)"
+echo "PASS test_gc_cycles"
