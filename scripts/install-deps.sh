@@ -13,7 +13,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # runtime and test peers
   fuse3 containerd runc docker-registry umoci skopeo busybox-static
-  stargz-snapshotter golang-github-containerd-stargz-snapshotter-dev
+  stargz-snapshotter golang-github-containerd-stargz-snapshotter-dev golang-go
   sqlite3 jq curl util-linux procps iproute2 python3 python3-yaml openssl apache2-utils
 )
 
