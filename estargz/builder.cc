@@ -59,36 +59,7 @@ bool IsFormatName(absl::string_view path) {
   return path == kTocName || path == kPrefetchLandmark || path == kNoPrefetchLandmark;
 }
 
-// Cleans a tar member name into a layer path; refuses absolute names and
-// "..". "" is the layer root.
-absl::StatusOr<std::string> CleanTarName(const char* raw, absl::string_view what) {
-  if (raw == nullptr || *raw == '\0') {
-    return absl::InvalidArgumentError(absl::StrCat(what, " has no name"));
-  }
-  absl::string_view name(raw);
-  if (name.front() == '/') {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " \"", name.substr(0, 200), "\" has an absolute name"));
-  }
-  std::string out;
-  size_t start = 0;
-  while (start <= name.size()) {
-    size_t end = name.find('/', start);
-    if (end == absl::string_view::npos) end = name.size();
-    absl::string_view part = name.substr(start, end - start);
-    start = end + 1;
-    if (part.empty() || part == ".") continue;
-    if (part == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " \"", name.substr(0, 200), "\" escapes the layer (\"..\")"));
-    }
-    if (!out.empty()) out.push_back('/');
-    out.append(part.data(), part.size());
-  }
-  absl::Status valid = store::ValidateLayerPath(out);
-  if (!valid.ok()) return Annotate(valid, what);
-  return out;
-}
+using store::CleanTarName;
 
 std::string ParentOf(const std::string& path) {
   size_t slash = path.rfind('/');

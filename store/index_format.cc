@@ -104,6 +104,36 @@ absl::Status ValidateLayerPath(absl::string_view path) {
   return absl::OkStatus();
 }
 
+// Turns a tar member name into a clean layer path: "./" prefixes, "."
+// components, repeated and trailing slashes go; absolute names and ".."
+// are refused (a layer must not reach outside itself).
+absl::StatusOr<std::string> CleanTarName(const char* raw, absl::string_view what) {
+  if (raw == nullptr) return absl::InvalidArgumentError(absl::StrCat(what, " has no name"));
+  absl::string_view name(raw);
+  if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " has no name"));
+  if (name.front() == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " \"", name.substr(0, 300), "\" has an absolute path"));
+  }
+  std::string out;
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('/', start);
+    if (end == absl::string_view::npos) end = name.size();
+    absl::string_view part = name.substr(start, end - start);
+    start = end + 1;
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " \"", name.substr(0, 300), "\" escapes the layer (\"..\")"));
+    }
+    if (!out.empty()) out.push_back('/');
+    out.append(part.data(), part.size());
+  }
+  ACCEL_RETURN_IF_ERROR(ValidateLayerPath(out));
+  return out;
+}
+
 std::string EncodeIndex(const LayerIndex& index) {
   std::string out;
   out.reserve(64 + index.entries.size() * 96);

@@ -59,4 +59,10 @@ absl::StatusOr<LayerIndex> DecodeIndex(absl::string_view bytes, absl::string_vie
 // kMaxPathBytes in all. "" (the layer root) is valid.
 absl::Status ValidateLayerPath(absl::string_view path);
 
+// Turns a tar member name (or hard-link target) into a clean layer path:
+// "./" prefixes, "." components, repeated and trailing slashes go; an
+// absolute name or a ".." component is InvalidArgument naming `what` (a
+// layer must not reach outside itself). "" is the layer root.
+absl::StatusOr<std::string> CleanTarName(const char* raw, absl::string_view what);
+
 }  // namespace accel::store

@@ -102,36 +102,6 @@ class DataWriter {
   uint64_t offset_ = 0;
 };
 
-// Turns a tar member name into a clean layer path: "./" prefixes, "."
-// components, repeated and trailing slashes go; absolute names and ".."
-// are refused (a layer must not reach outside itself).
-absl::StatusOr<std::string> CleanName(const char* raw, absl::string_view what) {
-  if (raw == nullptr) return absl::InvalidArgumentError(absl::StrCat(what, " without a name"));
-  absl::string_view name(raw);
-  if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " with an empty name"));
-  if (name.front() == '/') {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " \"", name.substr(0, 300), "\" has an absolute path"));
-  }
-  std::string out;
-  size_t start = 0;
-  while (start <= name.size()) {
-    size_t end = name.find('/', start);
-    if (end == absl::string_view::npos) end = name.size();
-    absl::string_view part = name.substr(start, end - start);
-    start = end + 1;
-    if (part.empty() || part == ".") continue;
-    if (part == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " \"", name.substr(0, 300), "\" escapes the layer (\"..\")"));
-    }
-    if (!out.empty()) out.push_back('/');
-    out.append(part.data(), part.size());
-  }
-  ACCEL_RETURN_IF_ERROR(ValidateLayerPath(out));
-  return out;
-}
-
 absl::Status FsyncFd(int fd, const std::string& path) {
   if (::fsync(fd) != 0) return ErrnoToStatus(errno, absl::StrCat("fsync ", path));
   return absl::OkStatus();
@@ -156,7 +126,7 @@ absl::Status ReadTar(struct archive* a, Feed& feed, DataWriter& data, LayerIndex
       return absl::InvalidArgumentError(absl::StrCat("layer has more than ", kMaxEntries, " entries"));
     }
     LayerEntry e;
-    ACCEL_ASSIGN_OR_RETURN(e.path, CleanName(archive_entry_pathname(ae), "tar entry"));
+    ACCEL_ASSIGN_OR_RETURN(e.path, CleanTarName(archive_entry_pathname(ae), "tar entry"));
     e.mode = archive_entry_perm(ae) & 07777;
     e.uid = static_cast<uint32_t>(archive_entry_uid(ae));
     e.gid = static_cast<uint32_t>(archive_entry_gid(ae));
@@ -179,7 +149,7 @@ absl::Status ReadTar(struct archive* a, Feed& feed, DataWriter& data, LayerIndex
 
     if (const char* hl = archive_entry_hardlink(ae); hl != nullptr) {
       e.type = EntryType::kHardlink;
-      ACCEL_ASSIGN_OR_RETURN(e.link_target, CleanName(hl, absl::StrCat("hard link target of ", quoted())));
+      ACCEL_ASSIGN_OR_RETURN(e.link_target, CleanTarName(hl, absl::StrCat("hard link target of ", quoted())));
       auto it = types.find(e.link_target);
       if (it == types.end() || (it->second != EntryType::kRegular && it->second != EntryType::kHardlink)) {
         return absl::InvalidArgumentError(absl::StrCat(
