@@ -9,8 +9,10 @@
 // that share a chunk share the file). The total size is bounded; the least
 // recently used chunks go first. A small in-memory layer in front keeps
 // the most recent chunks decoded, because the kernel reads a 4 MiB chunk
-// in several requests. Data read back from disk is verified against its
-// key before use: a damaged file is dropped and reported as a miss.
+// in several requests. A file is verified against its key the first time
+// this process reads it back (a damaged file is dropped and reported as a
+// miss); chunks this process wrote or verified are trusted afterwards (the
+// directory is root-only, mode 0700).
 //
 // Thread-safe.
 
@@ -22,6 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -73,6 +76,8 @@ class ChunkCache {
   std::list<std::string> mem_lru_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, MemEntry> mem_ ABSL_GUARDED_BY(mu_);
   uint64_t mem_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Keys whose disk file this process wrote or has verified.
+  absl::flat_hash_set<std::string> verified_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace accel::fuse

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Kubernetes CRI end to end: containerd's CRI plugin (the API kubelet uses)
+# with accel as its snapshotter, driven by cri_client (a minimal CRI
+# runtime.v1 client; there is no kubelet or crictl here). Host-network pods,
+# so no CNI plugin is needed; the pause image is a busybox `sleep 3600`
+# pushed to the private registry. Checks:
+#   - a preloaded target (accelctl convert --store): CRI PullImage fetches no
+#     layer blob, the layers are FUSE mounts, a pod container reads them;
+#   - an eStargz image (converted by ctr-remote): the layers are lazy FUSE
+#     mounts, the container runs after fetching a small part of the big layer;
+#   - a plain image: downloaded and unpacked as usual, runs, exit codes pass
+#     through;
+#   - every sandbox and container the test made is gone at the end.
+source "$(dirname "$0")/env.sh"
+env_init cri
+# Before env_cleanup stops containerd: kill what the CRI plugin left running
+# (namespace k8s.io) if a step failed halfway, so no shim outlives the test.
+cri_cleanup() {
+  local rc=$? t
+  set +e
+  if [[ -n ${CTD_SOCK:-} && -S $CTD_SOCK ]]; then
+    for t in $(ctrk task ls -q 2>/dev/null); do ctrk task kill -s KILL "$t" >/dev/null 2>&1; done
+    sleep 0.2
+    for t in $(ctrk task ls -q 2>/dev/null); do ctrk task rm -f "$t" >/dev/null 2>&1; done
+    for t in $(ctrk container ls -q 2>/dev/null); do ctrk container rm "$t" >/dev/null 2>&1; done
+  fi
+  (exit "$rc")
+  env_cleanup
+}
+trap cri_cleanup EXIT
+ctrk() { ctr --address "$CTD_SOCK" --namespace k8s.io "$@"; }
+
+start_registry
+STORE=$ENV_TMP/store
+HOSTS=$(use_hosts_dir)
+cat > "$ENV_TMP/accel.toml" <<TOML
+hosts_dir = "$HOSTS"
+background_fetch_mibps = 0
+TOML
+start_accel --config "$ENV_TMP/accel.toml" --store "$STORE"
+
+# The CRI plugin's own hosts directory: plain HTTP for the private registry,
+# with an explicit host entry (containerd 1.6 complains about a hosts.toml
+# that has only `server`).
+CRI_HOSTS=$ENV_TMP/cri-certs.d
+mkdir -p "$CRI_HOSTS/$REGISTRY"
+cat > "$CRI_HOSTS/$REGISTRY/hosts.toml" <<TOML
+server = "http://$REGISTRY"
+[host."http://$REGISTRY"]
+  capabilities = ["pull", "resolve"]
+TOML
+
+# start_containerd_cri: like start_containerd, with the CRI plugin enabled
+# and using accel for pods.
+start_containerd_cri() {
+  CTD_SOCK=$ENV_TMP/ctd.sock
+  mkdir -p "$ENV_TMP/cni/bin" "$ENV_TMP/cni/conf"
+  cat > "$ENV_TMP/containerd.toml" <<TOML
+version = 2
+root = "$ENV_TMP/ctd-root"
+state = "$ENV_TMP/ctd-state"
+[grpc]
+  address = "$CTD_SOCK"
+[proxy_plugins.accel]
+  type = "snapshot"
+  address = "$ACCEL_SOCK"
+[plugins."io.containerd.grpc.v1.cri"]
+  # Without it the pause container fails to set its oom_score_adj here.
+  restrict_oom_score_adj = true
+  sandbox_image = "$REGISTRY/e2e/pause:1"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "accel"
+    disable_snapshot_annotations = false
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$CRI_HOSTS"
+  # Host-network pods only: the CNI directories stay empty.
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$ENV_TMP/cni/bin"
+    conf_dir = "$ENV_TMP/cni/conf"
+TOML
+  containerd --config "$ENV_TMP/containerd.toml" > "$ENV_TMP/containerd.log" 2>&1 &
+  ENV_PIDS+=($!)
+  wait_for containerd ctrc version
+}
+cri() { "$ACCEL_BIN_DIR/cri_client" --address "unix://$CTD_SOCK" --log-dir "$ENV_TMP/pod-logs" "$@"; }
+accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
+blob_gets() { grep -c "GET /v2/[^ ]*/blobs/$1" "$ENV_TMP/registry.log" || true; }
+sum_gets() { local d; for d in "$@"; do blob_gets "$d"; done | paste -sd+ | bc; }
+fuse_mounts() { awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/' /proc/mounts | wc -l; }
+mounted_kind() { # mounted_kind KIND: how many layers accel status lists as KIND
+  accelctl status --address "$ACCEL_SOCK" | jq "[.mounted_layers[] | select(.kind == \"$1\")] | length"
+}
+
+echo "== containerd with the CRI plugin, accel as its snapshotter"
+[[ -x $ACCEL_BIN_DIR/cri_client ]] || fail "no $ACCEL_BIN_DIR/cri_client (build the tests)"
+# The sandbox (pause) image: busybox sleeping; a marker file keeps its layer
+# distinct from the other images' busybox layers.
+echo pause > "$ENV_TMP/pause-marker"
+build_busybox_image "$ENV_TMP/oci:pause" "$ENV_TMP/pause-marker=/pause-marker"
+umoci config --image "$ENV_TMP/oci:pause" --config.cmd sleep --config.cmd 3600
+push_image "$ENV_TMP/oci:pause" e2e/pause:1
+start_containerd_cri
+# The CRI plugin answers once it has initialized; pulling the sandbox image
+# now also keeps it out of the measurements below.
+wait_for "the CRI plugin (pull of the pause image)" cri pull "$REGISTRY/e2e/pause:1"
+out=$(cri run "$REGISTRY/e2e/pause:1" sh -c 'echo out; echo err >&2; exit 7' 2> "$ENV_TMP/err") && rc=0 || rc=$?
+[[ $rc == 7 && $out == out && $(cat "$ENV_TMP/err") == err ]] ||
+  fail "pod with the pause image: exit $rc (want 7), stdout [$out], stderr [$(cat "$ENV_TMP/err")]"
+
+echo "== a preloaded target image: CRI pull fetches no layer, layers are FUSE mounts"
+build_fidelity_image "$ENV_TMP/oci:app"
+push_image "$ENV_TMP/oci:app" e2e/app:v1
+src=$REGISTRY/e2e/app:v1
+dst=$REGISTRY/e2e/app:v1-acc
+accelctl convert --plain-http --store "$STORE" "$src" > "$ENV_TMP/convert.out" ||
+  fail "convert failed: $(cat "$ENV_TMP/convert.out")"
+grep -q "converted $src to $dst" "$ENV_TMP/convert.out" || fail "convert summary missing"
+manifest=$(skopeo inspect --raw --tls-verify=false "docker://$dst")
+layers=$(jq -r '.layers[].digest' <<< "$manifest")
+mounts0=$(fuse_mounts)
+before=$(sum_gets $layers)
+cri pull "$dst" > /dev/null || fail "CRI pull of $dst failed"
+after=$(sum_gets $layers)
+[[ $after == "$before" ]] || fail "layer blobs were downloaded ($before -> $after GETs)"
+[[ $(blob_gets "$(jq -r .config.digest <<< "$manifest")") -gt 0 ]] ||
+  fail "the registry log shows no blob GETs at all: cannot tell what was fetched"
+[[ $(($(fuse_mounts) - mounts0)) == 3 ]] || fail "expected 3 new FUSE layer mounts, got $(($(fuse_mounts) - mounts0))"
+[[ $(mounted_kind store) == 3 ]] || fail "accel status: $(mounted_kind store) store layers mounted (want 3)"
+out=$(cri run "$dst" cat /data/file /opq/new-file) || fail "pod on $dst failed: [$out]"
+[[ $out == $'regular\nnew' ]] || fail "pod on $dst read [$out]"
+out=$(cri run "$dst" sh -c 'test ! -e /lower-file && ls /opq && wc -c < /data/big') || fail "pod on $dst failed: [$out]"
+[[ $out == $'new-file\n1048577' ]] || fail "pod on $dst (whiteouts, big file) read [$out]"
+[[ $(sum_gets $layers) == "$before" ]] || fail "running the pods downloaded layer blobs"
+echo "  $(wc -l <<< "$layers") layers mounted from the store, 0 layer GETs"
+
+echo "== an eStargz image (ctr-remote): lazy FUSE mounts, partial fetch"
+build_busybox_image "$ENV_TMP/oci:lazy"
+l=$ENV_TMP/lazy-l2; mkdir -p "$l/data" "$l/etc"
+head -c $((24 << 20)) /dev/urandom > "$l/data/big.bin"
+echo "small file" > "$l/etc/small.txt"
+add_layer "$ENV_TMP/oci:lazy" "$l"
+push_image "$ENV_TMP/oci:lazy" e2e/lazy:v1
+esgz=$REGISTRY/e2e/lazy:v1-esgz
+estargz_with_ctr_remote "$REGISTRY/e2e/lazy:v1" "$esgz"
+manifest=$(skopeo inspect --raw --tls-verify=false "docker://$esgz")
+big_layer=$(jq -r '.layers | max_by(.size) | .digest' <<< "$manifest")
+big_size=$(jq -r '.layers | max_by(.size) | .size' <<< "$manifest")
+jq -e '.layers[0].annotations["containerd.io/snapshot/stargz/toc.digest"]' <<< "$manifest" >/dev/null ||
+  fail "ctr-remote did not annotate the TOC digest"
+mounts0=$(fuse_mounts)
+cri pull "$esgz" > /dev/null || fail "CRI pull of $esgz failed"
+[[ $(($(fuse_mounts) - mounts0)) == 2 ]] || fail "expected 2 new FUSE layer mounts, got $(($(fuse_mounts) - mounts0))"
+[[ $(mounted_kind estargz) == 2 ]] || fail "accel status: $(mounted_kind estargz) estargz layers mounted (want 2)"
+out=$(cri run "$esgz" cat /etc/small.txt) || fail "pod on $esgz failed: [$out]"
+[[ $out == "small file" ]] || fail "pod on $esgz read [$out]"
+fetched=$(registry_blob_bytes "$big_layer")
+echo "  big layer: ${fetched:-0} of $big_size bytes fetched"
+((${fetched:-0} > 0)) || fail "no range request seen for the big layer (log format?)"
+((fetched * 5 < big_size)) || fail "fetched $fetched of $big_size bytes (want < 20%)"
+
+echo "== a plain image: downloaded and unpacked, runs"
+echo plain > "$ENV_TMP/plain.txt"
+build_busybox_image "$ENV_TMP/oci:plain" "$ENV_TMP/plain.txt=/plain.txt"
+push_image "$ENV_TMP/oci:plain" e2e/plain:1
+layers=$(skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/e2e/plain:1" | jq -r '.layers[].digest')
+mounts0=$(fuse_mounts)
+snaps0=$(ctrk snapshots --snapshotter accel ls | wc -l)
+cri pull "$REGISTRY/e2e/plain:1" > /dev/null || fail "CRI pull of the plain image failed"
+# Unpacked into accel (one new committed snapshot), not by another snapshotter.
+[[ $(ctrk snapshots --snapshotter accel ls | wc -l) == $((snaps0 + 1)) ]] ||
+  fail "the plain image's layer is not an accel snapshot: $(ctrk snapshots --snapshotter accel ls)"
+[[ $(sum_gets $layers) -gt 0 ]] || fail "the plain image's layer was not downloaded"
+[[ $(fuse_mounts) == "$mounts0" ]] || fail "the plain image got FUSE mounts"
+out=$(cri run "$REGISTRY/e2e/plain:1" cat /plain.txt) || fail "pod on the plain image failed: [$out]"
+[[ $out == plain ]] || fail "pod on the plain image read [$out]"
+
+echo "== no sandbox or container left behind"
+[[ -z $(ctrk containers ls -q) ]] || fail "CRI containers left: $(ctrk containers ls -q | tr '\n' ' ')"
+[[ -z $(ctrk tasks ls -q) ]] || fail "CRI tasks left: $(ctrk tasks ls -q | tr '\n' ' ')"
+echo "PASS test_cri"
