@@ -1,7 +1,6 @@
 #include "fuse/chunk_cache.h"
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,22 +190,6 @@ absl::Status ChunkCache::Put(absl::string_view key_view, std::shared_ptr<const s
   }
   EvictDisk();
   return absl::OkStatus();
-}
-
-std::optional<UniqueFd> ChunkCache::OpenVerified(absl::string_view key_view) {
-  const std::string key(key_view);
-  bool trusted = false;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!disk_.count(key)) return std::nullopt;
-    trusted = verified_.contains(key);
-  }
-  if (!trusted && !Get(key).has_value()) return std::nullopt;  // verifies, or drops a bad file
-  UniqueFd fd(::open(PathOf(key).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) return std::nullopt;
-  absl::MutexLock lock(&mu_);
-  Touch(key);
-  return fd;
 }
 
 uint64_t ChunkCache::disk_bytes() const {

@@ -28,7 +28,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "common/unique_fd.h"
 
 namespace accel::fuse {
 
@@ -47,10 +46,6 @@ class ChunkCache {
   std::optional<std::shared_ptr<const std::string>> Get(absl::string_view key);
   // Stores `data` (whose sha256 the caller has verified to be `key`).
   absl::Status Put(absl::string_view key, std::shared_ptr<const std::string> data);
-
-  // The chunk's cache file opened for reading, if it is cached and this
-  // process verified it (verifying it now if needed); nullopt otherwise.
-  std::optional<UniqueFd> OpenVerified(absl::string_view key);
 
   uint64_t disk_bytes() const;
   size_t disk_entries() const;

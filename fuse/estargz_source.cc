@@ -74,25 +74,6 @@ absl::Status EstargzSource::Fetch(absl::Span<const Chunk> chunks, uint64_t max_r
   return absl::OkStatus();
 }
 
-std::optional<UniqueFd> EstargzSource::SpliceRange(const Node& node, uint64_t offset, size_t len,
-                                                   uint64_t* fd_offset) {
-  if (offset >= node.size || len == 0) return std::nullopt;
-  absl::Span<const Chunk> chunks = toc_->FileChunks(node.data_offset, node.size);
-  size_t i = estargz::ChunkIndexForOffset(chunks, offset);
-  if (i >= chunks.size()) return std::nullopt;
-  const Chunk& c = chunks[i];
-  const uint64_t end = std::min<uint64_t>(node.size, offset + len);
-  if (end > c.file_offset + c.size) return std::nullopt;  // spans chunks: ReadAt
-  // Only a read that ends exactly where asked can be spliced whole.
-  if (end != offset + len) return std::nullopt;
-  const std::string key = KeyOf(c);
-  if (key.empty()) return std::nullopt;
-  std::optional<UniqueFd> fd = cache_->OpenVerified(key);
-  if (!fd.has_value()) return std::nullopt;
-  *fd_offset = offset - c.file_offset;
-  return fd;
-}
-
 absl::StatusOr<size_t> EstargzSource::ReadAt(const Node& node, uint64_t offset, char* buf, size_t len) {
   if (offset >= node.size || len == 0) return size_t{0};
   const uint64_t end = std::min<uint64_t>(node.size, offset + len);

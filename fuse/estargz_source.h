@@ -31,10 +31,6 @@ class EstargzSource final : public FileSource {
                 std::shared_ptr<ChunkCache> cache, std::string layer);
 
   absl::StatusOr<size_t> ReadAt(const Node& node, uint64_t offset, char* buf, size_t len) override;
-  // A read inside one chunk that is cached (and verified) is spliced from
-  // the chunk's cache file.
-  std::optional<UniqueFd> SpliceRange(const Node& node, uint64_t offset, size_t len,
-                                      uint64_t* fd_offset) override;
 
   // Makes sure `chunks` are cached, fetching the missing ones in merged
   // ranges of at most `max_range` bytes. Used by prefetch and background

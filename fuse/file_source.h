@@ -8,7 +8,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <optional>
 
 #include "absl/status/statusor.h"
 #include "common/unique_fd.h"
@@ -35,19 +34,6 @@ class FileSource {
     (void)fd;
     (void)fd_offset;
     return false;
-  }
-
-  // Like SpliceSource, for one read: if bytes [offset, offset + len) of
-  // `node` are a plain range of some file (e.g. a verified cached chunk),
-  // returns that file opened for reading (the caller closes it) and sets
-  // `*fd_offset` to where byte `offset` is in it. nullopt: use ReadAt.
-  virtual std::optional<UniqueFd> SpliceRange(const Node& node, uint64_t offset, size_t len,
-                                              uint64_t* fd_offset) {
-    (void)node;
-    (void)offset;
-    (void)len;
-    (void)fd_offset;
-    return std::nullopt;
   }
 };
 

@@ -179,12 +179,6 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
       fuse_reply_none(req);  // answered on /dev/fuse already: only free the request
       return 0;
     }
-    uint64_t range_offset = 0;
-    if (std::optional<UniqueFd> rfd = ctx.source->SpliceRange(*n, pos, len, &range_offset);
-        rfd.has_value() && SpliceReadReply(rfd->get(), range_offset, len)) {
-      fuse_reply_none(req);
-      return 0;
-    }
     thread_local std::vector<char> buf;
     if (buf.size() < len) buf.resize(len);
     absl::StatusOr<size_t> got = ctx.source->ReadAt(*n, pos, buf.data(), len);
