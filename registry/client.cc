@@ -309,7 +309,7 @@ absl::StatusOr<HttpResponse> Client::Send(const RegistryHost& host,
     }
     if (resp->status == 401) {
       // Refused again with fresh credentials or a fresh token.
-      bool have = options_.credentials.Lookup(host.host).has_value();
+      bool have = CredentialsFor(host.host).has_value();
       return absl::UnauthenticatedError(
           have ? absl::StrCat(host.host, " refused the credentials configured for it")
                : absl::StrCat(host.host, " refused anonymous access; configure credentials "
@@ -330,6 +330,38 @@ absl::StatusOr<HttpResponse> Client::Send(const RegistryHost& host,
   }
 }
 
+void Client::SetCredentials(absl::string_view host, Credentials credentials) {
+  std::string key = NormalizeRegistryHost(host);
+  absl::MutexLock lock(&mu_);
+  if (credentials.empty()) {
+    runtime_credentials_.erase(key);
+  } else {
+    runtime_credentials_[key] = std::move(credentials);
+  }
+  // Forget the challenges of this host (any scheme): the next request goes
+  // out without a header, and its 401 leads to fresh basic auth or a fresh
+  // token with these credentials.
+  for (auto it = challenges_.begin(); it != challenges_.end();) {
+    absl::string_view origin = it->first;
+    size_t sep = origin.find("://");
+    absl::string_view h = sep == absl::string_view::npos ? origin : origin.substr(sep + 3);
+    if (NormalizeRegistryHost(h) == key) {
+      challenges_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::optional<Credentials> Client::CredentialsFor(absl::string_view host) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = runtime_credentials_.find(NormalizeRegistryHost(host));
+    if (it != runtime_credentials_.end()) return it->second;
+  }
+  return options_.credentials.Lookup(host);
+}
+
 absl::StatusOr<std::string> Client::Authorization(const RegistryHost& host,
                                                   const std::vector<std::string>& scopes) {
   std::optional<Challenge> challenge;
@@ -339,7 +371,7 @@ absl::StatusOr<std::string> Client::Authorization(const RegistryHost& host,
     if (it != challenges_.end()) challenge = it->second;
   }
   if (!challenge) return std::string();
-  std::optional<Credentials> creds = options_.credentials.Lookup(host.host);
+  std::optional<Credentials> creds = CredentialsFor(host.host);
   if (challenge->scheme == "basic") {
     if (!creds || creds->username.empty()) return std::string();
     return BasicAuthorization(*creds);
@@ -357,7 +389,7 @@ absl::StatusOr<std::string> Client::Authorization(const RegistryHost& host,
 absl::Status Client::Authenticate(const RegistryHost& host, const std::vector<std::string>& scopes,
                                   const HttpResponse& response) {
   std::string header = response.Header("www-authenticate");
-  std::optional<Credentials> creds = options_.credentials.Lookup(host.host);
+  std::optional<Credentials> creds = CredentialsFor(host.host);
   if (header.empty()) {
     return absl::UnauthenticatedError(
         absl::StrCat(host.Origin(), " answered 401 without a WWW-Authenticate challenge"));
@@ -423,7 +455,7 @@ absl::StatusOr<Token> Client::FetchToken(const RegistryHost& host, const Challen
     all_scopes.push_back(sc->second);
   }
   auto service = challenge.params.find("service");
-  std::optional<Credentials> creds = options_.credentials.Lookup(host.host);
+  std::optional<Credentials> creds = CredentialsFor(host.host);
 
   HttpRequest req;
   req.max_body_bytes = 1 << 20;

@@ -124,6 +124,15 @@ class Client {
   absl::Status PushManifest(const Reference& ref, absl::string_view media_type,
                             absl::string_view bytes);
 
+  // Runtime credentials for registry `host` (normalised as
+  // NormalizeRegistryHost; a mirror host is its own host here, as in the
+  // static store): consulted before options.credentials for every later
+  // request and token fetch; empty `credentials` remove the override. Held
+  // in memory only (the CRI image proxy passes kubelet's pull secrets
+  // here). Challenges recorded for the host are forgotten, so the next
+  // request authenticates afresh with these credentials. Thread-safe.
+  void SetCredentials(absl::string_view host, Credentials credentials);
+
   // The hosts used for `domain` (from the hosts directory), in order.
   absl::StatusOr<std::vector<RegistryHost>> HostsFor(absl::string_view domain);
 
@@ -158,6 +167,8 @@ class Client {
                             const HttpResponse& response);
   absl::StatusOr<Token> FetchToken(const RegistryHost& host, const Challenge& challenge,
                                    const std::vector<std::string>& scopes);
+  // The runtime override for `host`, else options_.credentials.
+  std::optional<Credentials> CredentialsFor(absl::string_view host);
   TlsOptions TlsFor(const RegistryHost& host) const;
   void Sleep(absl::Duration d) const;
 
@@ -180,6 +191,8 @@ class Client {
   absl::flat_hash_map<std::string, Challenge> challenges_ ABSL_GUARDED_BY(mu_);
   // Hosts (scheme://host) that refused a connection, until when to avoid them.
   absl::flat_hash_map<std::string, absl::Time> down_until_ ABSL_GUARDED_BY(mu_);
+  // SetCredentials, by normalised host.
+  absl::flat_hash_map<std::string, Credentials> runtime_credentials_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex slots_mu_;
   int free_slots_ ABSL_GUARDED_BY(slots_mu_);

@@ -59,7 +59,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     if (k != "root" && k != "address" && k != "log_level" && k != "max_rpc_threads" &&
         k != "store" && k != "fuse_threads" && k != "lazy" && k != "hosts_dir" &&
         k != "chunk_cache_mib" && k != "background_fetch_mibps" && k != "prefetch" &&
-        k != "registry") {
+        k != "cri_image_address" && k != "cri_upstream" && k != "registry") {
       return absl::InvalidArgumentError(absl::StrCat(origin, ": unknown key \"", k, "\""));
     }
   }
@@ -74,6 +74,11 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
   ACCEL_RETURN_IF_ERROR(GetString(t, origin, "hosts_dir", c.hosts_dir));
   ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "chunk_cache_mib", 64, 1 << 24, c.chunk_cache_mib));
   ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "background_fetch_mibps", 0, 100000, c.background_fetch_mibps));
+  ACCEL_RETURN_IF_ERROR(GetString(t, origin, "cri_image_address", c.cri_image_address));
+  ACCEL_RETURN_IF_ERROR(GetString(t, origin, "cri_upstream", c.cri_upstream));
+  if (c.cri_upstream.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": \"cri_upstream\" must not be empty"));
+  }
   return c;
 }
 

@@ -14,6 +14,8 @@
 //   chunk_cache_mib = 10240     # bound on the on-disk cache of lazy chunks
 //   background_fetch_mibps = 20 # rate of fetching the rest of lazy layers (0 = off)
 //   prefetch = true             # fetch eStargz prioritized files after mounting
+//   cri_image_address = ""      # serve the CRI image proxy here ("" = off)
+//   cri_upstream = "/run/containerd/containerd.sock"  # containerd's CRI socket
 //
 // Unknown keys are an error (a typo must not be silently ignored).
 
@@ -25,6 +27,7 @@ namespace accel::snapshotter {
 
 inline constexpr char kDefaultRoot[] = "/var/lib/containerd/io.containerd.snapshotter.v1.accel";
 inline constexpr char kDefaultAddress[] = "/run/accel-snapshotter/snapshotter.sock";
+inline constexpr char kDefaultCriUpstream[] = "/run/containerd/containerd.sock";
 
 struct Config {
   std::string root = kDefaultRoot;
@@ -38,6 +41,11 @@ struct Config {
   int chunk_cache_mib = 10240;
   int background_fetch_mibps = 20;
   bool prefetch = true;
+  // The CRI image proxy (snapshotter/cri_proxy.h): the unix socket it is
+  // served on (mode 0600; kubelet's --image-service-endpoint), "" = off; and
+  // containerd's socket it forwards to.
+  std::string cri_image_address;
+  std::string cri_upstream = kDefaultCriUpstream;
   // The file the config came from ("" if none): [registry] credentials.
   std::string path;
 };

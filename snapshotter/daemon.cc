@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
@@ -25,6 +26,7 @@
 #include "fuse/server.h"
 #include "registry/auth.h"
 #include "registry/client.h"
+#include "snapshotter/cri_proxy.h"
 #include "snapshotter/estargz_layers.h"
 #include "snapshotter/grpc_service.h"
 #include "snapshotter/layer_resolver.h"
@@ -98,6 +100,31 @@ absl::StatusOr<std::unique_ptr<registry::Client>> MakeDaemonRegistryClient(const
   return registry::Client::Create(std::move(o));
 }
 
+// Builds and starts a gRPC server with `services` on unix socket `path`,
+// created root-only (mode 0600, no window in which others can connect).
+absl::StatusOr<std::unique_ptr<grpc::Server>> Serve(const std::string& path, int max_threads,
+                                                    std::initializer_list<grpc::Service*> services) {
+  grpc::ServerBuilder builder;
+  grpc::ResourceQuota quota(absl::StrCat("accel-rpc:", path));
+  quota.SetMaxThreads(max_threads);
+  builder.SetResourceQuota(quota);
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  builder.AddListeningPort(absl::StrCat("unix:", path), grpc::InsecureServerCredentials());
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  mode_t old_umask = ::umask(0077);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ::umask(old_umask);
+  if (server == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on unix socket ", path));
+  }
+  if (::chmod(path.c_str(), 0600) != 0) {
+    absl::Status s = ErrnoToStatus(errno, absl::StrCat("chmod ", path));
+    server->Shutdown();
+    return s;
+  }
+  return server;
+}
+
 }  // namespace
 
 void BlockTerminationSignals() {
@@ -148,26 +175,30 @@ absl::Status RunDaemon(const Config& config) {
   auto snapshots = NewSnapshotsService(sn.get());
   auto daemon = NewDaemonService(sn.get(), DaemonInfo{config.address, absl::Now(), &store_layers, estargz_layers.get()});
 
-  grpc::ServerBuilder builder;
-  grpc::ResourceQuota quota("accel-rpc");
-  quota.SetMaxThreads(config.max_rpc_threads);
-  builder.SetResourceQuota(quota);
-  builder.SetMaxReceiveMessageSize(16 << 20);
-  builder.AddListeningPort(absl::StrCat("unix:", config.address),
-                           grpc::InsecureServerCredentials());
-  builder.RegisterService(snapshots.get());
-  builder.RegisterService(daemon.get());
-  // The socket is created root-only: no window in which others can connect.
-  mode_t old_umask = ::umask(0077);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ::umask(old_umask);
-  if (server == nullptr) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on unix socket ", config.address));
-  }
-  if (::chmod(config.address.c_str(), 0600) != 0) {
-    absl::Status s = ErrnoToStatus(errno, absl::StrCat("chmod ", config.address));
-    server->Shutdown();
-    return s;
+  ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<grpc::Server> server,
+                         Serve(config.address, config.max_rpc_threads,
+                               {snapshots.get(), daemon.get()}));
+  // The CRI image proxy, on a socket of its own (kubelet's
+  // --image-service-endpoint): PullImage credentials reach `client`.
+  std::unique_ptr<grpc::Service> cri_proxy;
+  std::unique_ptr<grpc::Server> cri_server;
+  if (!config.cri_image_address.empty()) {
+    if (auto s = PrepareSocketPath(config.cri_image_address); !s.ok()) {
+      server->Shutdown();
+      return s;
+    }
+    cri_proxy = NewCriImageProxy(CriProxyOptions{config.cri_upstream, client.get()});
+    absl::StatusOr<std::unique_ptr<grpc::Server>> cs =
+        Serve(config.cri_image_address, config.max_rpc_threads, {cri_proxy.get()});
+    if (!cs.ok()) {
+      server->Shutdown();
+      return cs.status();
+    }
+    cri_server = *std::move(cs);
+    ACCEL_LOG(kInfo, "msg=\"serving the CRI image proxy\"",
+              LogField("address", config.cri_image_address),
+              LogField("upstream", config.cri_upstream),
+              LogField("lazy_credentials", client != nullptr ? "yes" : "no (lazy = false)"));
   }
   sd_notify(0, "READY=1\nSTATUS=serving");
   ACCEL_LOG(kInfo, "msg=\"serving\"", LogField("address", config.address));
@@ -185,8 +216,14 @@ absl::Status RunDaemon(const Config& config) {
   ACCEL_LOG(kInfo, "msg=\"shutting down\"", LogField("signal", strsignal(sig)));
   sd_notify(0, "STOPPING=1");
   // Stops accepting; in-flight RPCs get kShutdownGrace to finish.
-  server->Shutdown(std::chrono::system_clock::now() +
-                   std::chrono::seconds(absl::ToInt64Seconds(kShutdownGrace)));
+  auto deadline = std::chrono::system_clock::now() +
+                  std::chrono::seconds(absl::ToInt64Seconds(kShutdownGrace));
+  if (cri_server != nullptr) {
+    cri_server->Shutdown(deadline);
+    cri_server->Wait();
+    ::unlink(config.cri_image_address.c_str());
+  }
+  server->Shutdown(deadline);
   server->Wait();
   ::unlink(config.address.c_str());
   ACCEL_LOG(kInfo, "msg=\"stopped\"");

@@ -23,7 +23,9 @@ socket (mode 0600). Register it in containerd's config:
 
 Flags (each overrides the config file):
   --config FILE       TOML config file (keys: root, address, log_level,
-                      max_rpc_threads, store, fuse_threads, [registry])
+                      max_rpc_threads, store, fuse_threads, lazy, hosts_dir,
+                      chunk_cache_mib, background_fetch_mibps, prefetch,
+                      cri_image_address, cri_upstream, [registry])
   --root DIR          state directory
                       (default /var/lib/containerd/io.containerd.snapshotter.v1.accel)
   --address SOCKET    unix socket to serve on
@@ -31,6 +33,16 @@ Flags (each overrides the config file):
   --store DIR         shared store of preloaded layers (converted by
                       `accelctl convert`); without one, layers of target
                       images are downloaded like any other
+  --cri-image-address SOCKET
+                      also serve the Kubernetes CRI ImageService on this unix
+                      socket (mode 0600) as a proxy in front of containerd's:
+                      point kubelet's --image-service-endpoint at it, so the
+                      credentials of a pull (imagePullSecrets) reach accel,
+                      which keeps them in memory only for lazy eStargz reads
+                      from that registry (default: off)
+  --cri-upstream SOCKET
+                      containerd's socket the proxy forwards to
+                      (default /run/containerd/containerd.sock)
   --log-level LEVEL   debug, info, warn or error (default info)
   --version           print the version and exit
   -h, --help          print this help and exit
@@ -49,7 +61,7 @@ int main(int argc, char** argv) {
   using accel::snapshotter::Config;
   accel::snapshotter::BlockTerminationSignals();
 
-  std::string config_path, root, address, log_level, store;
+  std::string config_path, root, address, log_level, store, cri_image_address, cri_upstream;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     std::string value;
@@ -82,6 +94,10 @@ int main(int argc, char** argv) {
       if (!take(address)) return Fail("--address needs a socket path");
     } else if (arg == "--store") {
       if (!take(store)) return Fail("--store needs a directory");
+    } else if (arg == "--cri-image-address") {
+      if (!take(cri_image_address)) return Fail("--cri-image-address needs a socket path");
+    } else if (arg == "--cri-upstream") {
+      if (!take(cri_upstream)) return Fail("--cri-upstream needs a socket path");
     } else if (arg == "--log-level") {
       if (!take(log_level)) return Fail("--log-level needs a level");
     } else {
@@ -99,6 +115,8 @@ int main(int argc, char** argv) {
   if (!address.empty()) config.address = address;
   if (!log_level.empty()) config.log_level = log_level;
   if (!store.empty()) config.store = store;
+  if (!cri_image_address.empty()) config.cri_image_address = cri_image_address;
+  if (!cri_upstream.empty()) config.cri_upstream = cri_upstream;
   auto level = accel::ParseLogLevel(config.log_level);
   if (!level.ok()) return Fail(std::string(level.status().message()));
   accel::SetLogLevel(*level);

@@ -2,10 +2,12 @@
 // tests, standing in for kubelet/crictl (not installed on test machines).
 //
 //   cri_client [--address unix:///run/containerd/containerd.sock]
-//              [--log-dir DIR] [--timeout SECONDS] pull IMAGE
+//              [--log-dir DIR] [--timeout SECONDS] [--user USER:PASS] pull IMAGE
 //   cri_client [...] run IMAGE CMD [ARGS...]
 //
-// pull: ImageService.PullImage; prints the image reference.
+// pull: ImageService.PullImage; prints the image reference. --user fills
+// the request's AuthConfig username and password, as kubelet does from an
+// imagePullSecret.
 // run: RunPodSandbox (host network, so no CNI is needed) -> CreateContainer
 // (CMD as the command, stdout/stderr to a CRI log file) -> StartContainer ->
 // polls ContainerStatus until the container has exited (--timeout, default
@@ -32,7 +34,7 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "runtime_v1.grpc.pb.h"
+#include "k8s/cri/runtime_v1.grpc.pb.h"
 
 namespace {
 
@@ -45,11 +47,13 @@ struct Options {
   std::string address = "unix:///run/containerd/containerd.sock";
   std::string log_dir;  // empty: a temporary directory, removed afterwards
   int timeout_s = 60;
+  std::string user;  // USER:PASS for pull; empty: no AuthConfig
 };
 
 void Usage() {
   std::fprintf(stderr,
                "usage: cri_client [--address unix:///PATH] [--log-dir DIR] [--timeout SECONDS]\n"
+               "                  [--user USER:PASS]\n"
                "                  pull IMAGE | run IMAGE CMD [ARGS...]\n");
 }
 
@@ -80,10 +84,16 @@ std::string RandomHex(int n) {
   return out;
 }
 
-int Pull(const std::shared_ptr<grpc::Channel>& ch, const std::string& image) {
+int Pull(const std::shared_ptr<grpc::Channel>& ch, const std::string& image,
+         const std::string& user) {
   auto images = rt::ImageService::NewStub(ch);
   rt::PullImageRequest req;
   req.mutable_image()->set_image(image);
+  if (!user.empty()) {
+    size_t colon = user.find(':');
+    req.mutable_auth()->set_username(user.substr(0, colon));
+    if (colon != std::string::npos) req.mutable_auth()->set_password(user.substr(colon + 1));
+  }
   rt::PullImageResponse resp;
   auto ctx = Ctx(600);
   if (!Check(images->PullImage(ctx.get(), req, &resp), "PullImage " + image)) return kClientError;
@@ -295,6 +305,8 @@ int main(int argc, char** argv) {
     };
     if (a == "--address") {
       opt.address = value("--address");
+    } else if (a == "--user") {
+      opt.user = value("--user");
     } else if (a == "--log-dir") {
       opt.log_dir = value("--log-dir");
     } else if (a == "--timeout") {
@@ -330,7 +342,7 @@ int main(int argc, char** argv) {
       Usage();
       return kClientError;
     }
-    return Pull(ch, argv[i]);
+    return Pull(ch, argv[i], opt.user);
   }
   if (cmd == "run") {
     if (argc - i < 2) {

@@ -28,11 +28,14 @@ namespace {
 using ::accel::testing::StatusIs;
 
 // Serves GET/HEAD /v2/repo/blobs/<digest> of `blob`. Faults, consumed in
-// order by GETs: "drop:N" (send N body bytes, then close), "503".
+// order by GETs: "drop:N" (send N body bytes, then close), "503". With
+// `authorization` set, requests without exactly that Authorization header
+// get 401 with a Basic challenge.
 class BlobServer {
  public:
-  BlobServer(std::string blob, std::vector<std::string> faults)
-      : blob_(std::move(blob)), faults_(std::move(faults)) {
+  BlobServer(std::string blob, std::vector<std::string> faults, std::string authorization = "")
+      : blob_(std::move(blob)), authorization_(std::move(authorization)),
+        faults_(std::move(faults)) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -54,6 +57,12 @@ class BlobServer {
   std::vector<std::string> ranges() {
     absl::MutexLock l(&mu_);
     return ranges_;
+  }
+  // The Authorization header of each request ("" if none), when
+  // `authorization` was given.
+  std::vector<std::string> authorizations() {
+    absl::MutexLock l(&mu_);
+    return authorizations_;
   }
 
  private:
@@ -82,6 +91,23 @@ class BlobServer {
       req.append(buf, n);
     }
     bool head = absl::StartsWith(req, "HEAD ");
+    if (!authorization_.empty()) {
+      std::string got;
+      size_t a = req.find("\r\nAuthorization: ");
+      if (a != std::string::npos) {
+        size_t e = req.find("\r\n", a + 2);
+        got = req.substr(a + 17, e - a - 17);
+      }
+      {
+        absl::MutexLock l(&mu_);
+        authorizations_.push_back(got);
+      }
+      if (got != authorization_) {
+        Write(c, "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\n"
+                 "Content-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+      }
+    }
     int64_t from = 0, to = static_cast<int64_t>(blob_.size()) - 1;
     bool ranged = false;
     size_t r = req.find("\r\nRange: bytes=");
@@ -126,6 +152,7 @@ class BlobServer {
   }
 
   const std::string blob_;
+  const std::string authorization_;
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
@@ -133,6 +160,7 @@ class BlobServer {
   absl::Mutex mu_;
   std::vector<std::string> faults_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> ranges_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> authorizations_ ABSL_GUARDED_BY(mu_);
 };
 
 std::string TestBlob() {
@@ -221,6 +249,47 @@ TEST(ClientTest, StatBlob) {
                        client->StatBlob(repo, Sha256Digest(blob), kCapPull));
   ASSERT_TRUE(size.has_value());
   EXPECT_EQ(*size, static_cast<int64_t>(blob.size()));
+}
+
+TEST(ClientTest, SetCredentialsIsUsedForItsHostAndNeverInErrors) {
+  std::string blob = TestBlob();
+  Credentials right{"alice", "Rt-pw-4711", ""};
+  BlobServer server(blob, {}, BasicAuthorization(right));
+  std::vector<absl::Duration> sleeps;
+  auto client = MakeClient(&sleeps);
+  ASSERT_OK_AND_ASSIGN(Reference repo, ParseReference(server.host() + "/repo"));
+  Descriptor d = BlobDescriptor(blob);
+
+  // No credentials: refused, and the error says so.
+  absl::StatusOr<std::string> got = client->ReadBlobRange(repo, d, 0, 100);
+  EXPECT_THAT(got, StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_TRUE(absl::StrContains(got.status().message(), server.host())) << got.status();
+
+  // Credentials for another host do not apply.
+  client->SetCredentials("other.example:5000", right);
+  EXPECT_THAT(client->ReadBlobRange(repo, d, 0, 100),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+
+  // Wrong ones: refused; neither password appears in the error.
+  client->SetCredentials(server.host(), Credentials{"alice", "Wr-pw-0815", ""});
+  got = client->ReadBlobRange(repo, d, 0, 100);
+  EXPECT_THAT(got, StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_FALSE(absl::StrContains(got.status().message(), "Wr-pw-0815")) << got.status();
+  EXPECT_FALSE(absl::StrContains(got.status().message(), "Rt-pw-4711")) << got.status();
+  EXPECT_FALSE(absl::StrContains(got.status().ToString(), BasicAuthorization(
+      Credentials{"alice", "Wr-pw-0815", ""}).substr(6))) << got.status();
+
+  // Replaced by the right ones: used at once.
+  client->SetCredentials(server.host(), right);
+  ASSERT_OK_AND_ASSIGN(std::string part, client->ReadBlobRange(repo, d, 1000, 100));
+  EXPECT_EQ(part, blob.substr(1000, 100));
+  EXPECT_EQ(server.authorizations().back(), BasicAuthorization(right));
+
+  // Empty credentials remove the override: anonymous again.
+  client->SetCredentials(server.host(), Credentials{});
+  got = client->ReadBlobRange(repo, d, 0, 100);
+  EXPECT_THAT(got, StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_FALSE(absl::StrContains(got.status().message(), "Rt-pw-4711")) << got.status();
 }
 
 TEST(ClientTest, UnreachableHostFailsWithItsName) {

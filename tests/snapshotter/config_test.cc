@@ -16,6 +16,8 @@ TEST(ConfigTest, DefaultsWhenEmpty) {
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.store, "");
   EXPECT_EQ(c.fuse_threads, 4);
+  EXPECT_EQ(c.cri_image_address, "");
+  EXPECT_EQ(c.cri_upstream, kDefaultCriUpstream);
   EXPECT_THAT(ParseConfig("fuse_threads = 0", "cfg.toml"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -26,6 +28,8 @@ log_level = "debug"
 max_rpc_threads = 8
 store = "/mnt/store"
 fuse_threads = 2
+cri_image_address = "/run/accel-snapshotter/cri.sock"
+cri_upstream = "/run/k3s/containerd/containerd.sock"
 )",
                                              "cfg.toml"));
   EXPECT_EQ(c.store, "/mnt/store");
@@ -34,6 +38,9 @@ fuse_threads = 2
   EXPECT_EQ(c.address, "/run/a.sock");
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.max_rpc_threads, 8);
+  EXPECT_EQ(c.cri_image_address, "/run/accel-snapshotter/cri.sock");
+  EXPECT_EQ(c.cri_upstream, "/run/k3s/containerd/containerd.sock");
+  EXPECT_THAT(ParseConfig("cri_upstream = \"\"", "c"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(ConfigTest, ErrorsNameTheProblem) {
