@@ -17,6 +17,7 @@ int RunCopy(const Args& args);
 int RunConvert(const Args& args);
 int RunStore(const Args& args);
 int RunEstargz(const Args& args);
+int RunPull(const Args& args);
 
 // Prints "accelctl: MSG" on stderr and returns `code`.
 int Fail(const std::string& msg, int code = 1);

@@ -24,6 +24,7 @@ constexpr Command kCommands[] = {
     {"convert", RunConvert, "preload an image into the shared store and push its -acc target"},
     {"estargz", RunEstargz, "convert an image's layers to eStargz (lazy pulls) and push it"},
     {"store", RunStore, "list, inspect, remove, verify and gc what the store holds"},
+    {"pull", RunPull, "pull an image into containerd, mounting remote layers instead of downloading"},
 };
 
 void PrintUsage(FILE* out) {

@@ -1,0 +1,535 @@
+// accelctl pull: pulls an image into containerd through a snapshotter
+// (accel by default), as containerd's own pull would, but asking the
+// snapshotter first for each layer: layers it can mount remotely (from the
+// shared store, or lazily as eStargz) are never downloaded; the others are
+// downloaded into containerd's content store and unpacked with its diff
+// service.
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "accelctl/commands.h"
+#include "accelctl/registry_flags.h"
+#include "common/status_macros.h"
+#include "containerd/services/content/v1/content.grpc.pb.h"
+#include "containerd/services/diff/v1/diff.grpc.pb.h"
+#include "containerd/services/images/v1/images.grpc.pb.h"
+#include "containerd/services/leases/v1/leases.grpc.pb.h"
+#include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
+#include "registry/client.h"
+#include "registry/digest.h"
+#include "registry/manifest.h"
+#include "registry/reference.h"
+
+namespace accel::ctl {
+namespace {
+
+namespace contentpb = ::containerd::services::content::v1;
+namespace diffpb = ::containerd::services::diff::v1;
+namespace imagespb = ::containerd::services::images::v1;
+namespace leasespb = ::containerd::services::leases::v1;
+namespace snapspb = ::containerd::services::snapshots::v1;
+
+using registry::Client;
+using registry::Descriptor;
+using registry::Reference;
+
+constexpr char kPullUsage[] = R"(Usage: accelctl pull [--address SOCKET] [--namespace NS] [--snapshotter NAME]
+                     [--platform OS/ARCH[/VARIANT]] [registry flags] REF
+
+Pulls image REF into containerd and unpacks it for snapshotter NAME, layer
+by layer from the bottom. Each layer is first offered to the snapshotter:
+layers it mounts remotely (converted into accel's store, or eStargz) are
+not downloaded; the others are downloaded into containerd's content store
+and unpacked there. The image record REF then points at the manifest, so
+'ctr run --snapshotter NAME REF' starts it. One line per layer on stdout.
+
+  --address SOCKET   containerd's socket ($CONTAINERD_ADDRESS, else
+                     /run/containerd/containerd.sock)
+  --namespace NS     containerd namespace ($CONTAINERD_NAMESPACE, else default)
+  --snapshotter NAME snapshotter to unpack for (default accel)
+  --platform P       platform to pick from an index (default: this host's)
+
+)";
+
+constexpr char kSnapshotRefLabel[] = "containerd.io/snapshot.ref";
+constexpr char kSnapshotLabelPrefix[] = "containerd.io/snapshot/";
+constexpr char kCriImageRef[] = "containerd.io/snapshot/cri.image-ref";
+constexpr char kCriLayerDigest[] = "containerd.io/snapshot/cri.layer-digest";
+constexpr char kCriImageLayers[] = "containerd.io/snapshot/cri.image-layers";
+constexpr size_t kWriteChunk = 1 << 20;
+
+std::string RandomHex(int bytes) {
+  std::random_device rd;
+  std::string out;
+  static const char kHex[] = "0123456789abcdef";
+  for (int i = 0; i < bytes; ++i) {
+    unsigned v = rd() & 0xff;
+    out += kHex[v >> 4];
+    out += kHex[v & 15];
+  }
+  return out;
+}
+
+absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+// The calls to one containerd, in one namespace, under one lease.
+class Containerd {
+ public:
+  Containerd(const std::string& address, std::string ns)
+      : address_(address), ns_(std::move(ns)) {
+    channel_ = grpc::CreateChannel(absl::StrCat("unix:", address), grpc::InsecureChannelCredentials());
+    content_ = contentpb::Content::NewStub(channel_);
+    diff_ = diffpb::Diff::NewStub(channel_);
+    images_ = imagespb::Images::NewStub(channel_);
+    leases_ = leasespb::Leases::NewStub(channel_);
+    snapshots_ = snapspb::Snapshots::NewStub(channel_);
+  }
+
+  absl::Status Connect() {
+    if (!channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
+      return absl::UnavailableError(absl::StrCat("cannot connect to containerd at ", address_,
+                                                 " (is it running? see --address)"));
+    }
+    return absl::OkStatus();
+  }
+
+  void Setup(grpc::ClientContext& ctx) const {
+    ctx.AddMetadata("containerd-namespace", ns_);
+    if (!lease_.empty()) ctx.AddMetadata("containerd-lease", lease_);
+  }
+
+  absl::Status CreateLease() {
+    grpc::ClientContext ctx;
+    Setup(ctx);
+    leasespb::CreateRequest req;
+    req.set_id(absl::StrCat("accelctl-pull-", RandomHex(8)));
+    (*req.mutable_labels())["containerd.io/gc.expire"] =
+        absl::FormatTime(absl::RFC3339_sec, absl::Now() + absl::Minutes(30), absl::UTCTimeZone());
+    leasespb::CreateResponse resp;
+    ACCEL_RETURN_IF_ERROR(FromGrpc(leases_->Create(&ctx, req, &resp), "create lease"));
+    lease_ = resp.lease().id();
+    return absl::OkStatus();
+  }
+
+  void DeleteLease() {
+    if (lease_.empty()) return;
+    std::string id = lease_;
+    lease_.clear();
+    grpc::ClientContext ctx;
+    Setup(ctx);
+    leasespb::DeleteRequest req;
+    req.set_id(id);
+    google::protobuf::Empty resp;
+    grpc::Status s = leases_->Delete(&ctx, req, &resp);
+    if (!s.ok()) {
+      std::fprintf(stderr, "accelctl: pull: delete lease %s: %s\n", id.c_str(),
+                   s.error_message().c_str());
+    }
+  }
+
+  // Writes blob `d` into the content store; `produce` is called (unless the
+  // store already has the blob) with a sink for the bytes, in order. Returns
+  // true if written, false if the store already had it.
+  absl::StatusOr<bool> WriteBlob(
+      const Descriptor& d,
+      const std::function<absl::Status(const std::function<absl::Status(absl::string_view)>&)>&
+          produce) {
+    grpc::ClientContext ctx;
+    Setup(ctx);
+    auto stream = content_->Write(&ctx);
+    const std::string ref = absl::StrCat("accelctl-pull-", RandomHex(8), "-", d.digest);
+    contentpb::WriteContentResponse resp;
+    auto finish = [&](absl::string_view what) -> absl::Status {
+      stream->WritesDone();
+      // Finish waits for every message to be read (containerd answers a
+      // commit twice).
+      contentpb::WriteContentResponse rest;
+      while (stream->Read(&rest)) {
+      }
+      grpc::Status s = stream->Finish();
+      return FromGrpc(s, absl::StrCat(what, " ", d.digest));
+    };
+    contentpb::WriteContentRequest req;
+    req.set_action(contentpb::STAT);
+    req.set_ref(ref);
+    req.set_total(d.size);
+    req.set_expected(d.digest);
+    if (!stream->Write(req) || !stream->Read(&resp)) {
+      absl::Status s = finish("write content");
+      if (absl::IsAlreadyExists(s)) return false;
+      if (s.ok()) s = absl::InternalError(absl::StrCat("content write of ", d.digest, " ended early"));
+      return s;
+    }
+    int64_t offset = resp.offset();
+    if (offset != 0) offset = 0;  // a stale write under this ref: start over (truncated)
+    bool broken = false;
+    auto sink = [&](absl::string_view data) -> absl::Status {
+      while (!data.empty()) {
+        size_t n = std::min(data.size(), kWriteChunk);
+        contentpb::WriteContentRequest w;
+        w.set_action(contentpb::WRITE);
+        w.set_ref(ref);
+        w.set_offset(offset);
+        w.set_data(data.data(), n);
+        if (!stream->Write(w) || !stream->Read(&resp)) {
+          broken = true;
+          return absl::UnavailableError("content store stream closed");
+        }
+        offset += static_cast<int64_t>(n);
+        data.remove_prefix(n);
+      }
+      return absl::OkStatus();
+    };
+    absl::Status produced = produce(sink);
+    if (broken) {
+      absl::Status s = finish("write content");
+      return s.ok() ? produced : s;
+    }
+    if (!produced.ok()) {
+      ctx.TryCancel();
+      finish("write content").IgnoreError();
+      return produced;
+    }
+    contentpb::WriteContentRequest c;
+    c.set_action(contentpb::COMMIT);
+    c.set_ref(ref);
+    c.set_offset(offset);
+    c.set_total(d.size);
+    c.set_expected(d.digest);
+    if (!stream->Write(c) || !stream->Read(&resp)) {
+      absl::Status s = finish("commit content");
+      if (absl::IsAlreadyExists(s)) return false;
+      if (s.ok()) s = absl::InternalError(absl::StrCat("commit of ", d.digest, " got no answer"));
+      return s;
+    }
+    absl::Status s = finish("commit content");
+    if (absl::IsAlreadyExists(s)) return false;
+    ACCEL_RETURN_IF_ERROR(s);
+    return true;
+  }
+
+  // Sets `labels` on blob `digest` (other labels are kept).
+  absl::Status LabelBlob(const std::string& digest, const std::map<std::string, std::string>& labels) {
+    grpc::ClientContext ctx;
+    Setup(ctx);
+    contentpb::UpdateRequest req;
+    req.mutable_info()->set_digest(digest);
+    for (const auto& [k, v] : labels) {
+      (*req.mutable_info()->mutable_labels())[k] = v;
+      req.mutable_update_mask()->add_paths(absl::StrCat("labels.", k));
+    }
+    contentpb::UpdateResponse resp;
+    return FromGrpc(content_->Update(&ctx, req, &resp), absl::StrCat("label content ", digest));
+  }
+
+  // True if snapshot `key` exists.
+  absl::StatusOr<bool> SnapshotExists(const std::string& sn, const std::string& key) {
+    grpc::ClientContext ctx;
+    Setup(ctx);
+    snapspb::StatSnapshotRequest req;
+    req.set_snapshotter(sn);
+    req.set_key(key);
+    snapspb::StatSnapshotResponse resp;
+    grpc::Status s = snapshots_->Stat(&ctx, req, &resp);
+    if (s.error_code() == grpc::StatusCode::NOT_FOUND) return false;
+    if (!s.ok() && absl::StrContains(s.error_message(), "snapshotter not loaded")) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "containerd has no snapshotter \"", sn, "\" (", s.error_message(),
+          "); is it configured as a proxy plugin and running?"));
+    }
+    ACCEL_RETURN_IF_ERROR(FromGrpc(s, absl::StrCat("stat snapshot ", key)));
+    return true;
+  }
+
+  grpc::Status Prepare(const snapspb::PrepareSnapshotRequest& req, snapspb::PrepareSnapshotResponse& resp) {
+    grpc::ClientContext ctx;
+    Setup(ctx);
+    return snapshots_->Prepare(&ctx, req, &resp);
+  }
+
+  absl::Status Commit(const std::string& sn, const std::string& name, const std::string& key) {
+    grpc::ClientContext ctx;
+    Setup(ctx);
+    snapspb::CommitSnapshotRequest req;
+    req.set_snapshotter(sn);
+    req.set_name(name);
+    req.set_key(key);
+    google::protobuf::Empty resp;
+    return FromGrpc(snapshots_->Commit(&ctx, req, &resp), absl::StrCat("commit snapshot ", name));
+  }
+
+  void Remove(const std::string& sn, const std::string& key) {
+    grpc::ClientContext ctx;
+    Setup(ctx);
+    snapspb::RemoveSnapshotRequest req;
+    req.set_snapshotter(sn);
+    req.set_key(key);
+    google::protobuf::Empty resp;
+    snapshots_->Remove(&ctx, req, &resp);
+  }
+
+  // Unpacks blob `d` (in the content store) onto `mounts`; returns the
+  // digest of the uncompressed layer.
+  absl::StatusOr<std::string> Apply(const Descriptor& d,
+                                    const google::protobuf::RepeatedPtrField<containerd::types::Mount>& mounts) {
+    grpc::ClientContext ctx;
+    Setup(ctx);
+    diffpb::ApplyRequest req;
+    req.mutable_diff()->set_media_type(d.media_type);
+    req.mutable_diff()->set_digest(d.digest);
+    req.mutable_diff()->set_size(d.size);
+    *req.mutable_mounts() = mounts;
+    diffpb::ApplyResponse resp;
+    ACCEL_RETURN_IF_ERROR(FromGrpc(diff_->Apply(&ctx, req, &resp), absl::StrCat("apply layer ", d.digest)));
+    return resp.applied().digest();
+  }
+
+  // Creates image `name` pointing at `target`, or moves it there.
+  absl::Status PutImage(const std::string& name, const Descriptor& target) {
+    imagespb::Image image;
+    image.set_name(name);
+    image.mutable_target()->set_media_type(target.media_type);
+    image.mutable_target()->set_digest(target.digest);
+    image.mutable_target()->set_size(target.size);
+    {
+      grpc::ClientContext ctx;
+      Setup(ctx);
+      imagespb::CreateImageRequest req;
+      *req.mutable_image() = image;
+      imagespb::CreateImageResponse resp;
+      grpc::Status s = images_->Create(&ctx, req, &resp);
+      if (s.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+        return FromGrpc(s, absl::StrCat("create image ", name));
+      }
+    }
+    grpc::ClientContext ctx;
+    Setup(ctx);
+    imagespb::UpdateImageRequest req;
+    *req.mutable_image() = image;
+    req.mutable_update_mask()->add_paths("target");
+    imagespb::UpdateImageResponse resp;
+    return FromGrpc(images_->Update(&ctx, req, &resp), absl::StrCat("update image ", name));
+  }
+
+ private:
+  const std::string address_;
+  const std::string ns_;
+  std::string lease_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<contentpb::Content::Stub> content_;
+  std::unique_ptr<diffpb::Diff::Stub> diff_;
+  std::unique_ptr<imagespb::Images::Stub> images_;
+  std::unique_ptr<leasespb::Leases::Stub> leases_;
+  std::unique_ptr<snapspb::Snapshots::Stub> snapshots_;
+};
+
+absl::StatusOr<std::vector<std::string>> ParseDiffIds(const std::string& config, const Descriptor& d,
+                                                      size_t layers) {
+  nlohmann::json j = nlohmann::json::parse(config, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("rootfs") || !j["rootfs"].is_object() ||
+      !j["rootfs"].contains("diff_ids") || !j["rootfs"]["diff_ids"].is_array()) {
+    return absl::InvalidArgumentError(absl::StrCat("image config ", d.digest, " has no rootfs.diff_ids"));
+  }
+  std::vector<std::string> out;
+  for (const auto& v : j["rootfs"]["diff_ids"]) {
+    if (!v.is_string()) return absl::InvalidArgumentError("rootfs.diff_ids holds a non-string");
+    std::string s = v.get<std::string>();
+    ACCEL_RETURN_IF_ERROR(registry::ValidateDigest(s));
+    out.push_back(std::move(s));
+  }
+  if (out.size() != layers) {
+    return absl::InvalidArgumentError(absl::StrCat("image has ", layers, " layers but its config lists ",
+                                                   out.size(), " diff ids"));
+  }
+  return out;
+}
+
+struct PullOptions {
+  std::string snapshotter;
+  std::string name;  // image record name (REF as given)
+  registry::Platform platform;
+};
+
+absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const PullOptions& opts) {
+  ACCEL_ASSIGN_OR_RETURN(Client::ResolvedImage image, client.ResolveImage(ref, opts.platform));
+  const registry::Manifest& manifest = image.parsed;
+  ACCEL_ASSIGN_OR_RETURN(std::string config, client.FetchBlobBytes(ref, manifest.config));
+  ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids,
+                         ParseDiffIds(config, manifest.config, manifest.layers.size()));
+  const size_t n = manifest.layers.size();
+  std::vector<std::string> chains;
+  for (size_t i = 0; i < n; ++i) {
+    chains.push_back(i == 0 ? diff_ids[0]
+                            : registry::Sha256Digest(absl::StrCat(chains.back(), " ", diff_ids[i])));
+  }
+  std::vector<std::string> layer_digests;
+  for (const Descriptor& l : manifest.layers) layer_digests.push_back(l.digest);
+  const std::string all_layers = absl::StrJoin(layer_digests, ",");
+  std::printf("pulling %s (%s): %zu layer(s) for snapshotter %s\n", ref.String().c_str(),
+              image.manifest.descriptor.digest.c_str(), n, opts.snapshotter.c_str());
+  std::fflush(stdout);
+
+  // Fails early, with a clear message, when the snapshotter is not there.
+  if (n > 0) ACCEL_RETURN_IF_ERROR(ctd.SnapshotExists(opts.snapshotter, chains[0]).status());
+
+  ACCEL_RETURN_IF_ERROR(ctd.CreateLease());
+
+  for (size_t i = 0; i < n; ++i) {
+    const Descriptor& layer = manifest.layers[i];
+    const std::string& chain = chains[i];
+    const std::string parent = i == 0 ? "" : chains[i - 1];
+    std::string prefix = absl::StrCat("layer ", i + 1, "/", n, " ", layer.digest, " ");
+    ACCEL_ASSIGN_OR_RETURN(bool exists, ctd.SnapshotExists(opts.snapshotter, chain));
+    if (exists) {
+      std::printf("%salready unpacked\n", prefix.c_str());
+      std::fflush(stdout);
+      continue;
+    }
+    const std::string key = absl::StrCat("extract-", RandomHex(8), " ", chain);
+    snapspb::PrepareSnapshotRequest prep;
+    prep.set_snapshotter(opts.snapshotter);
+    prep.set_key(key);
+    prep.set_parent(parent);
+    auto& labels = *prep.mutable_labels();
+    for (const auto& [k, v] : layer.annotations) {
+      if (absl::StartsWith(k, kSnapshotLabelPrefix)) labels[k] = v;
+    }
+    labels[kSnapshotRefLabel] = chain;
+    labels[kCriImageRef] = ref.String();
+    labels[kCriLayerDigest] = layer.digest;
+    labels[kCriImageLayers] = all_layers;
+    snapspb::PrepareSnapshotResponse prepared;
+    grpc::Status ps = ctd.Prepare(prep, prepared);
+    if (ps.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+      std::printf("%smounted remotely\n", prefix.c_str());
+      std::fflush(stdout);
+      continue;
+    }
+    ACCEL_RETURN_IF_ERROR(FromGrpc(ps, absl::StrCat("prepare snapshot for layer ", layer.digest)));
+    absl::Status s = [&]() -> absl::Status {
+      ACCEL_RETURN_IF_ERROR(ctd.WriteBlob(layer, [&](const auto& sink) {
+                               return client.FetchBlob(ref, layer, sink);
+                             }).status());
+      ACCEL_ASSIGN_OR_RETURN(std::string applied, ctd.Apply(layer, prepared.mounts()));
+      if (applied != diff_ids[i]) {
+        return absl::DataLossError(absl::StrCat("layer ", layer.digest, " unpacked to ", applied,
+                                                ", but the config says ", diff_ids[i]));
+      }
+      return ctd.Commit(opts.snapshotter, chain, key);
+    }();
+    if (!s.ok()) {
+      ctd.Remove(opts.snapshotter, key);
+      return s;
+    }
+    std::printf("%sdownloaded and unpacked (%.1f MiB)\n", prefix.c_str(), layer.size / 1048576.0);
+    std::fflush(stdout);
+  }
+
+  // The config, then the manifest, with the labels that keep what they
+  // reference from containerd's garbage collection once the lease is gone.
+  auto bytes_of = [](const std::string& b) {
+    return [&b](const std::function<absl::Status(absl::string_view)>& sink) { return sink(b); };
+  };
+  ACCEL_RETURN_IF_ERROR(ctd.WriteBlob(manifest.config, bytes_of(config)).status());
+  if (n > 0) {
+    ACCEL_RETURN_IF_ERROR(ctd.LabelBlob(
+        manifest.config.digest,
+        {{absl::StrCat("containerd.io/gc.ref.snapshot.", opts.snapshotter), chains.back()}}));
+  }
+  std::map<std::string, std::string> manifest_labels = {
+      {"containerd.io/gc.ref.content.config", manifest.config.digest}};
+  for (size_t i = 0; i < n; ++i) {
+    manifest_labels[absl::StrCat("containerd.io/gc.ref.content.l.", i)] = manifest.layers[i].digest;
+  }
+  const Descriptor& md = image.manifest.descriptor;
+  ACCEL_RETURN_IF_ERROR(ctd.WriteBlob(md, bytes_of(image.manifest.bytes)).status());
+  ACCEL_RETURN_IF_ERROR(ctd.LabelBlob(md.digest, manifest_labels));
+  Descriptor target = md;
+  if (image.index) {
+    // Keep the index as the image's target, as containerd does.
+    const Descriptor& id = image.index->descriptor;
+    ACCEL_RETURN_IF_ERROR(ctd.WriteBlob(id, bytes_of(image.index->bytes)).status());
+    ACCEL_RETURN_IF_ERROR(ctd.LabelBlob(id.digest, {{"containerd.io/gc.ref.content.m.0", md.digest}}));
+    target = id;
+  }
+  ACCEL_RETURN_IF_ERROR(ctd.PutImage(opts.name, target));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunPull(const Args& args) {
+  RegistryFlags rf;
+  const char* env_address = std::getenv("CONTAINERD_ADDRESS");
+  const char* env_ns = std::getenv("CONTAINERD_NAMESPACE");
+  std::string address = env_address && *env_address ? env_address : "/run/containerd/containerd.sock";
+  std::string ns = env_ns && *env_ns ? env_ns : "default";
+  std::string snapshotter = "accel";
+  std::string platform_text;
+  std::vector<std::string> refs;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    std::string error;
+    if (a == "-h" || a == "--help") {
+      std::printf("%s%s", kPullUsage, kRegistryFlagsUsage);
+      return 0;
+    } else if (ConsumeValueFlag(args, i, "--address", address, error) ||
+               ConsumeValueFlag(args, i, "--namespace", ns, error) ||
+               ConsumeValueFlag(args, i, "--snapshotter", snapshotter, error) ||
+               ConsumeValueFlag(args, i, "--platform", platform_text, error) ||
+               ConsumeRegistryFlag(args, i, rf, error)) {
+      if (!error.empty()) return Fail(absl::StrCat("pull: ", error), 2);
+    } else if (!a.empty() && a[0] == '-') {
+      return Fail(absl::StrCat("pull: unknown flag \"", a, "\" (see --help)"), 2);
+    } else {
+      refs.push_back(a);
+    }
+  }
+  if (refs.size() != 1) return Fail("pull: want exactly one image reference (see --help)", 2);
+  if (address.empty() || ns.empty() || snapshotter.empty()) {
+    return Fail("pull: --address, --namespace and --snapshotter must not be empty", 2);
+  }
+  absl::StatusOr<Reference> ref = registry::ParseReference(refs[0]);
+  if (!ref.ok()) return Fail(absl::StrCat("pull: ", ref.status().message()), 2);
+  PullOptions opts;
+  opts.snapshotter = snapshotter;
+  opts.name = refs[0];
+  opts.platform = registry::DefaultPlatform();
+  if (!platform_text.empty()) {
+    absl::StatusOr<registry::Platform> p = registry::ParsePlatform(platform_text);
+    if (!p.ok()) return Fail(absl::StrCat("pull: ", p.status().message()), 2);
+    opts.platform = *p;
+  }
+  absl::StatusOr<std::unique_ptr<Client>> client = MakeRegistryClient(rf);
+  if (!client.ok()) return Fail(absl::StrCat("pull: ", client.status().message()));
+  Containerd ctd(address, ns);
+  if (absl::Status s = ctd.Connect(); !s.ok()) return Fail(absl::StrCat("pull: ", s.message()));
+  absl::Time start = absl::Now();
+  absl::Status s = Pull(**client, ctd, *ref, opts);
+  ctd.DeleteLease();
+  if (!s.ok()) return Fail(absl::StrCat("pull: ", s.message()));
+  std::printf("pulled %s in %.1fs\n", opts.name.c_str(), absl::ToDoubleSeconds(absl::Now() - start));
+  return 0;
+}
+
+}  // namespace accel::ctl
