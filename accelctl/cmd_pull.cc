@@ -7,24 +7,30 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "accelctl/commands.h"
 #include "accelctl/registry_flags.h"
+#include "accelctl/transfer.h"
 #include "common/status_macros.h"
 #include "containerd/services/content/v1/content.grpc.pb.h"
 #include "containerd/services/diff/v1/diff.grpc.pb.h"
@@ -57,13 +63,16 @@ by layer from the bottom. Each layer is first offered to the snapshotter:
 layers it mounts remotely (converted into accel's store, or eStargz) are
 not downloaded; the others are downloaded into containerd's content store
 and unpacked there. The image record REF then points at the manifest, so
-'ctr run --snapshotter NAME REF' starts it. One line per layer on stdout.
+'ctr run --snapshotter NAME REF' starts it. Layers to download are
+fetched --parallel at a time while the ones below them are unpacked. One
+line per layer on stdout, and a byte counter on a terminal.
 
   --address SOCKET   containerd's socket ($CONTAINERD_ADDRESS, else
                      /run/containerd/containerd.sock)
   --namespace NS     containerd namespace ($CONTAINERD_NAMESPACE, else default)
   --snapshotter NAME snapshotter to unpack for (default accel)
   --platform P       platform to pick from an index (default: this host's)
+  --parallel N       layer downloads at once, 1-16 (default 3)
 
 )";
 
@@ -366,11 +375,90 @@ absl::StatusOr<std::vector<std::string>> ParseDiffIds(const std::string& config,
 
 struct PullOptions {
   std::string snapshotter;
-  std::string name;  // image record name (REF as given)
+  std::string name;  // image record name (REF, normalized)
   registry::Platform platform;
+  int parallel = 3;  // concurrent layer downloads
 };
 
-absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const PullOptions& opts) {
+// True if the manifest marks the layer for a remote snapshotter (accel's
+// store annotations, eStargz's TOC digest): such a layer is offered to the
+// snapshotter before anything is downloaded.
+bool HintedRemote(const Descriptor& layer) {
+  for (const auto& [k, v] : layer.annotations) {
+    if (absl::StartsWith(k, kSnapshotLabelPrefix)) return true;
+  }
+  return false;
+}
+
+// Downloads layer blobs into containerd's content store ahead of their
+// unpacking, `parallel` at a time, in layer order; unpacking stays serial
+// (each layer is applied onto its parent). Stops and joins on destruction.
+class Prefetcher {
+ public:
+  Prefetcher(Client& client, Containerd& ctd, const Reference& ref, const std::vector<Descriptor>& layers,
+             std::vector<size_t> order, int parallel, Progress& progress)
+      : client_(client), ctd_(ctd), ref_(ref), layers_(layers), order_(std::move(order)),
+        progress_(progress), slots_(layers.size()) {
+    for (size_t i : order_) slots_[i] = std::make_unique<Slot>();
+    const int threads = std::min<int>(parallel, static_cast<int>(order_.size()));
+    for (int t = 0; t < threads; ++t) workers_.emplace_back([this] { Work(); });
+  }
+  ~Prefetcher() {
+    cancelled_ = true;
+    for (std::thread& t : workers_) t.join();
+  }
+
+  // Waits for layer i's blob to be in the content store; downloads it here
+  // if it was not queued (a layer hinted remote that the snapshotter did
+  // not take).
+  absl::Status Wait(size_t i) {
+    if (!slots_[i]) return Download(i);
+    slots_[i]->done.WaitForNotification();
+    return slots_[i]->status;
+  }
+
+ private:
+  struct Slot {
+    absl::Notification done;
+    absl::Status status;
+  };
+
+  void Work() {
+    for (;;) {
+      const size_t k = next_.fetch_add(1);
+      if (k >= order_.size()) return;
+      Slot& slot = *slots_[order_[k]];
+      slot.status = cancelled_ ? absl::CancelledError("pull stopped") : Download(order_[k]);
+      slot.done.Notify();
+    }
+  }
+
+  absl::Status Download(size_t i) {
+    const Descriptor& d = layers_[i];
+    absl::StatusOr<bool> written = ctd_.WriteBlob(d, [&](const auto& sink) {
+      return client_.FetchBlob(ref_, d, [&](absl::string_view data) -> absl::Status {
+        if (cancelled_) return absl::CancelledError("pull stopped");
+        progress_.Bytes(static_cast<int64_t>(data.size()));
+        return sink(data);
+      });
+    });
+    return written.status();
+  }
+
+  Client& client_;
+  Containerd& ctd_;
+  const Reference& ref_;
+  const std::vector<Descriptor>& layers_;
+  const std::vector<size_t> order_;
+  Progress& progress_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::atomic<size_t> next_{0};
+  std::atomic<bool> cancelled_{false};
+  std::vector<std::thread> workers_;
+};
+
+absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const PullOptions& opts,
+                  Progress& progress) {
   ACCEL_ASSIGN_OR_RETURN(Client::ResolvedImage image, client.ResolveImage(ref, opts.platform));
   const registry::Manifest& manifest = image.parsed;
   ACCEL_ASSIGN_OR_RETURN(std::string config, client.FetchBlobBytes(ref, manifest.config));
@@ -385,24 +473,39 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
   std::vector<std::string> layer_digests;
   for (const Descriptor& l : manifest.layers) layer_digests.push_back(l.digest);
   const std::string all_layers = absl::StrJoin(layer_digests, ",");
-  std::printf("pulling %s (%s): %zu layer(s) for snapshotter %s\n", ref.String().c_str(),
-              image.manifest.descriptor.digest.c_str(), n, opts.snapshotter.c_str());
-  std::fflush(stdout);
+  progress.Line(absl::StrCat("pulling ", ref.String(), " (", image.manifest.descriptor.digest, "): ", n,
+                             " layer(s) for snapshotter ", opts.snapshotter));
 
-  // Fails early, with a clear message, when the snapshotter is not there.
-  if (n > 0) ACCEL_RETURN_IF_ERROR(ctd.SnapshotExists(opts.snapshotter, chains[0]).status());
+  // The highest layer already unpacked (its whole chain is then there). The
+  // first Stat also fails early, with a clear message, when the snapshotter
+  // is not there.
+  size_t have = 0;
+  for (size_t i = n; i > 0; --i) {
+    ACCEL_ASSIGN_OR_RETURN(bool exists, ctd.SnapshotExists(opts.snapshotter, chains[i - 1]));
+    if (exists) {
+      have = i;
+      break;
+    }
+  }
 
   ACCEL_RETURN_IF_ERROR(ctd.CreateLease());
+
+  // Layers that are not marked for a remote snapshotter will be downloaded:
+  // start on them now, while the layers below are being prepared.
+  std::vector<size_t> downloads;
+  for (size_t i = have; i < n; ++i) {
+    if (!HintedRemote(manifest.layers[i])) downloads.push_back(i);
+  }
+  progress.SetTotal(static_cast<int>(downloads.size()));
+  Prefetcher prefetcher(client, ctd, ref, manifest.layers, downloads, opts.parallel, progress);
 
   for (size_t i = 0; i < n; ++i) {
     const Descriptor& layer = manifest.layers[i];
     const std::string& chain = chains[i];
     const std::string parent = i == 0 ? "" : chains[i - 1];
     std::string prefix = absl::StrCat("layer ", i + 1, "/", n, " ", layer.digest, " ");
-    ACCEL_ASSIGN_OR_RETURN(bool exists, ctd.SnapshotExists(opts.snapshotter, chain));
-    if (exists) {
-      std::printf("%salready unpacked\n", prefix.c_str());
-      std::fflush(stdout);
+    if (i < have) {
+      progress.Line(absl::StrCat(prefix, "already unpacked"));
       continue;
     }
     const std::string key = absl::StrCat("extract-", RandomHex(8), " ", chain);
@@ -421,15 +524,12 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
     snapspb::PrepareSnapshotResponse prepared;
     grpc::Status ps = ctd.Prepare(prep, prepared);
     if (ps.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
-      std::printf("%smounted remotely\n", prefix.c_str());
-      std::fflush(stdout);
+      progress.Line(absl::StrCat(prefix, "mounted remotely"));
       continue;
     }
     ACCEL_RETURN_IF_ERROR(FromGrpc(ps, absl::StrCat("prepare snapshot for layer ", layer.digest)));
     absl::Status s = [&]() -> absl::Status {
-      ACCEL_RETURN_IF_ERROR(ctd.WriteBlob(layer, [&](const auto& sink) {
-                               return client.FetchBlob(ref, layer, sink);
-                             }).status());
+      ACCEL_RETURN_IF_ERROR(prefetcher.Wait(i));
       ACCEL_ASSIGN_OR_RETURN(std::string applied, ctd.Apply(layer, prepared.mounts()));
       if (applied != diff_ids[i]) {
         return absl::DataLossError(absl::StrCat("layer ", layer.digest, " unpacked to ", applied,
@@ -441,8 +541,9 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
       ctd.Remove(opts.snapshotter, key);
       return s;
     }
-    std::printf("%sdownloaded and unpacked (%.1f MiB)\n", prefix.c_str(), layer.size / 1048576.0);
-    std::fflush(stdout);
+    progress.Step();
+    progress.Line(absl::StrCat(prefix, "downloaded and unpacked (",
+                               absl::StrFormat("%.1f", layer.size / 1048576.0), " MiB)"));
   }
 
   // The config, then the manifest, with the labels that keep what they
@@ -486,6 +587,7 @@ int RunPull(const Args& args) {
   std::string ns = env_ns && *env_ns ? env_ns : "default";
   std::string snapshotter = "accel";
   std::string platform_text;
+  std::string parallel_text = "3";
   std::vector<std::string> refs;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -497,6 +599,7 @@ int RunPull(const Args& args) {
                ConsumeValueFlag(args, i, "--namespace", ns, error) ||
                ConsumeValueFlag(args, i, "--snapshotter", snapshotter, error) ||
                ConsumeValueFlag(args, i, "--platform", platform_text, error) ||
+               ConsumeValueFlag(args, i, "--parallel", parallel_text, error) ||
                ConsumeRegistryFlag(args, i, rf, error)) {
       if (!error.empty()) return Fail(absl::StrCat("pull: ", error), 2);
     } else if (!a.empty() && a[0] == '-') {
@@ -513,7 +616,10 @@ int RunPull(const Args& args) {
   if (!ref.ok()) return Fail(absl::StrCat("pull: ", ref.status().message()), 2);
   PullOptions opts;
   opts.snapshotter = snapshotter;
-  opts.name = refs[0];
+  opts.name = ref->String();
+  if (!absl::SimpleAtoi(parallel_text, &opts.parallel) || opts.parallel < 1 || opts.parallel > 16) {
+    return Fail(absl::StrCat("pull: --parallel wants a number from 1 to 16, not \"", parallel_text, "\""), 2);
+  }
   opts.platform = registry::DefaultPlatform();
   if (!platform_text.empty()) {
     absl::StatusOr<registry::Platform> p = registry::ParsePlatform(platform_text);
@@ -525,7 +631,9 @@ int RunPull(const Args& args) {
   Containerd ctd(address, ns);
   if (absl::Status s = ctd.Connect(); !s.ok()) return Fail(absl::StrCat("pull: ", s.message()));
   absl::Time start = absl::Now();
-  absl::Status s = Pull(**client, ctd, *ref, opts);
+  Progress progress(::isatty(STDOUT_FILENO) == 1);
+  absl::Status s = Pull(**client, ctd, *ref, opts, progress);
+  progress.Finish();
   ctd.DeleteLease();
   if (!s.ok()) return Fail(absl::StrCat("pull: ", s.message()));
   std::printf("pulled %s in %.1fs\n", opts.name.c_str(), absl::ToDoubleSeconds(absl::Now() - start));

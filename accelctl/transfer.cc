@@ -41,10 +41,17 @@ void Progress::Done(const Descriptor& d, absl::string_view how) {
   }
 }
 
+void Progress::Step() {
+  absl::MutexLock lock(&mu_);
+  ++done_;
+  Draw();
+}
+
 void Progress::Line(const std::string& text) {
   absl::MutexLock lock(&mu_);
   if (tty_) std::fprintf(stdout, "\r\033[K");
   std::fprintf(stdout, "%s\n", text.c_str());
+  std::fflush(stdout);
 }
 
 void Progress::Finish() {

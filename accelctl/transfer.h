@@ -27,6 +27,8 @@ class Progress {
   void SetTotal(int blobs);
   void Bytes(int64_t delta);
   void Done(const registry::Descriptor& d, absl::string_view how);
+  // Counts one blob as done without a line of its own.
+  void Step();
   void Line(const std::string& text);
   void Finish();
 

@@ -61,6 +61,17 @@ absl::StatusOr<std::string> EstargzLayers::MountLayer(const Labels& labels,
   ACCEL_RETURN_IF_ERROR(registry::ValidateDigest(digest));
   auto toc_label = labels.find(estargz::kTocDigestAnnotation);
   const std::string toc_digest = toc_label == labels.end() ? "" : toc_label->second;
+  // Only what can be verified is served lazily, and the TOC is verified
+  // against the manifest's annotation: a layer without one is left to
+  // containerd before any request is made (every plain layer of every pull
+  // passes here).
+  if (toc_digest.empty()) {
+    if (strict) {
+      return absl::FailedPreconditionError(absl::StrCat("layer ", digest, ": no TOC digest annotation"));
+    }
+    ACCEL_LOG(kDebug, "msg=\"no TOC digest annotation; not mounted lazily\"", LogField("layer", digest));
+    return std::string();
+  }
 
   ACCEL_ASSIGN_OR_RETURN(std::optional<int64_t> size, client_->StatBlob(ref, digest, registry::kCapPull));
   if (!size) return absl::NotFoundError(absl::StrCat("registry has no blob ", digest, " in ", ref.Name()));
@@ -79,22 +90,10 @@ absl::StatusOr<std::string> EstargzLayers::MountLayer(const Labels& labels,
   };
   absl::Time start = absl::Now();
   absl::StatusOr<estargz::Toc> toc = estargz::ReadToc(read_at, static_cast<uint64_t>(*size), toc_digest);
-  if (!toc.ok()) {
-    // Without a TOC digest annotation the layer may simply be a plain
-    // gzip layer: not ours.
-    if (!strict && toc_digest.empty() && absl::IsInvalidArgument(toc.status())) {
-      ACCEL_LOG(kDebug, "msg=\"not an eStargz layer\"", LogField("layer", digest),
-                LogField("why", toc.status().message()));
-      return std::string();
-    }
-    return Annotate(toc.status(), "read TOC of ", digest);
-  }
-  // Only what can be verified is served lazily: the TOC against the
-  // manifest's annotation, every chunk against the TOC. Anything else is
+  if (!toc.ok()) return Annotate(toc.status(), "read TOC of ", digest);
+  // Every chunk must be verifiable against the TOC. Anything else is
   // downloaded (and checked against its digest) by containerd.
-  const char* unverifiable = toc_digest.empty()              ? "no TOC digest annotation"
-                             : !toc->all_chunks_have_digests ? "chunks without digests"
-                                                             : nullptr;
+  const char* unverifiable = !toc->all_chunks_have_digests ? "chunks without digests" : nullptr;
   for (const estargz::Chunk& c : toc->chunks) {
     if (unverifiable != nullptr) break;
     // A chunk is decoded in memory: bound it (the format's converters use

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # accelctl pull end to end: an image converted into the store is pulled into
 # containerd through accel without fetching any layer blob (3 FUSE mounts)
-# and runs; an unconverted image is downloaded, unpacked by containerd's
-# diff service and runs; a wrong --address fails with a clear message.
+# and runs; an eStargz image made by ctr-remote is mounted lazily, fetching
+# a small part of its blobs, and runs; an unconverted image is downloaded,
+# unpacked by containerd's diff service and runs; a wrong --address, an
+# unknown snapshotter and a bad --parallel fail with a clear message.
 source "$(dirname "$0")/env.sh"
 env_init accelctl_pull
 start_registry
 STORE=$ENV_TMP/store
-start_accel --store "$STORE"
+HOSTS=$(use_hosts_dir)
+cat > "$ENV_TMP/accel.toml" <<TOML
+hosts_dir = "$HOSTS"
+background_fetch_mibps = 0
+TOML
+start_accel --store "$STORE" --config "$ENV_TMP/accel.toml"
 start_containerd
 accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
 pull() { accelctl pull --address "$CTD_SOCK" --namespace e2e --snapshotter accel --plain-http "$@"; }
@@ -42,6 +49,28 @@ out=$(ctrc run --rm --snapshotter accel "$dst" c1 cat /data/file /opq/new-file)
 pull "$dst" > "$ENV_TMP/pull2.out" || fail "second pull failed"
 [[ $(grep -c 'already unpacked' "$ENV_TMP/pull2.out") == 3 ]] || fail "second pull: $(cat "$ENV_TMP/pull2.out")"
 
+echo "== accelctl pull an eStargz image made by ctr-remote (lazy)"
+build_busybox_image "$ENV_TMP/oci:lazy"
+mkdir -p "$ENV_TMP/lazy-l2/data"
+head -c $((16 << 20)) /dev/urandom > "$ENV_TMP/lazy-l2/data/big.bin"
+echo lazy > "$ENV_TMP/lazy-l2/data/small.txt"
+add_layer "$ENV_TMP/oci:lazy" "$ENV_TMP/lazy-l2"
+push_image "$ENV_TMP/oci:lazy" e2e/lazy:v1
+esgz=$REGISTRY/e2e/lazy:v1-esgz
+estargz_with_ctr_remote "$REGISTRY/e2e/lazy:v1" "$esgz"
+skopeo inspect --raw --tls-verify=false "docker://$esgz" > "$ENV_TMP/esgz.json"
+esgz_size=$(jq '[.layers[].size] | add' "$ENV_TMP/esgz.json")
+pull "$esgz" > "$ENV_TMP/esgz.out" 2> "$ENV_TMP/esgz.err" ||
+  fail "accelctl pull (eStargz) failed: $(cat "$ENV_TMP/esgz.out" "$ENV_TMP/esgz.err")"
+cat "$ENV_TMP/esgz.out"
+[[ $(grep -c 'mounted remotely' "$ENV_TMP/esgz.out") == 2 ]] || fail "expected 2 lazy layers"
+out=$(ctrc run --rm --snapshotter accel "$esgz" c3 cat /data/small.txt)
+[[ $out == lazy ]] || fail "eStargz image: container read [$out]"
+fetched=$(for d in $(jq -r '.layers[].digest' "$ENV_TMP/esgz.json"); do registry_blob_bytes "$d"; done |
+  sed 's/^$/0/' | paste -sd+ | bc)
+echo "eStargz: fetched $fetched of $esgz_size layer bytes"
+((fetched * 4 < esgz_size)) || fail "fetched $fetched of $esgz_size bytes: not lazy"
+
 echo "== accelctl pull an unconverted image (download and unpack)"
 build_busybox_image "$ENV_TMP/oci:plain"
 mkdir -p "$ENV_TMP/plain-l2/etc"
@@ -55,6 +84,27 @@ cat "$ENV_TMP/plain.out"
 [[ $(grep -c 'downloaded and unpacked' "$ENV_TMP/plain.out") == 2 ]] || fail "expected 2 downloaded layers"
 out=$(ctrc run --rm --snapshotter accel "$plain" c2 cat /etc/plain-file)
 [[ $out == plain ]] || fail "plain image: container read [$out]"
+
+echo "== a corrupted layer blob fails the pull and leaves nothing behind"
+build_busybox_image "$ENV_TMP/oci:bad"
+mkdir -p "$ENV_TMP/bad-l2/etc"
+head -c 300000 /dev/urandom > "$ENV_TMP/bad-l2/etc/bad-file"
+add_layer "$ENV_TMP/oci:bad" "$ENV_TMP/bad-l2"
+push_image "$ENV_TMP/oci:bad" e2e/bad:v1
+bad_layer=$(skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/e2e/bad:v1" | jq -r '.layers[1].digest')
+blob=$ENV_TMP/registry/docker/registry/v2/blobs/sha256/${bad_layer:7:2}/${bad_layer:7}/data
+[[ -f $blob ]] || fail "no registry blob file $blob"
+head -c "$(stat -c %s "$blob")" /dev/urandom > "$blob.new" && mv "$blob.new" "$blob"
+if pull "$REGISTRY/e2e/bad:v1" > "$ENV_TMP/bad.out" 2> "$ENV_TMP/bad.err"; then
+  fail "pull of a corrupted layer succeeded"
+fi
+cat "$ENV_TMP/bad.out" "$ENV_TMP/bad.err"
+grep -q "$bad_layer" "$ENV_TMP/bad.err" || fail "the error does not name the bad layer"
+# (Layers committed below the bad one stay, unreferenced, for containerd's
+# GC, as after an interrupted ctr pull.)
+ctrc snapshots --snapshotter accel ls | grep -q extract- && fail "an extract snapshot was left behind"
+ctrc leases ls -q | grep -q accelctl-pull && fail "the failed pull's lease was left behind"
+ctrc images ls -q | grep -q "e2e/bad:v1" && fail "the failed pull created an image record"
 
 echo "== a wrong --address fails clearly"
 if accelctl pull --address "$ENV_TMP/nope.sock" --namespace e2e --plain-http "$plain" \
@@ -70,4 +120,6 @@ if pull --snapshotter nosuch "$plain" > /dev/null 2> "$ENV_TMP/nosn.err"; then
 fi
 cat "$ENV_TMP/nosn.err"
 grep -q 'no snapshotter "nosuch"' "$ENV_TMP/nosn.err" || fail "unclear error: $(cat "$ENV_TMP/nosn.err")"
+if pull --parallel 0 "$plain" > /dev/null 2> "$ENV_TMP/par.err"; then fail "--parallel 0 accepted"; fi
+grep -q -- '--parallel wants a number from 1 to 16' "$ENV_TMP/par.err" || fail "unclear error: $(cat "$ENV_TMP/par.err")"
 echo "PASS test_accelctl_pull"
