@@ -4,8 +4,8 @@
 # accel-snapshotter with a shared store (all state under one temporary
 # directory), builds a multi-layer busybox image, pushes it, converts it into
 # the store (`accelctl convert`, which pushes the -acc target image), pulls
-# the target with `ctr-remote images rpull --snapshotter accel` (its layers
-# are mounted from the store, not downloaded), runs a container from it,
+# the target with `accelctl pull` through containerd's API (its layers are
+# mounted from the store, not downloaded), runs a container from it,
 # prints `accelctl store ls` and `accelctl status`, and stops and unmounts
 # everything it started (by PID and by path, never by name).
 #
@@ -46,9 +46,9 @@ step "pull the target image through accel: layers are mounted from the store"
 dst=$src-acc
 layer_gets() { grep -c "GET /v2/accel/demo/blobs/" "$ENV_TMP/registry.log" || true; }
 before=$(layer_gets)
-ctr-remote --address "$CTD_SOCK" --namespace e2e images rpull --plain-http --snapshotter accel "$dst" | tail -n 3
+"$ACCEL_BIN_DIR/accelctl" pull --address "$CTD_SOCK" --namespace e2e --plain-http "$dst"
 awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/ {print "  FUSE mount:", $1, $2}' /proc/mounts
-# rpull fetched the manifest and the config; convert had read the layers.
+# The pull fetched the manifest and the config; convert had read the layers.
 fetched=$(( $(layer_gets) - before ))
 ((fetched <= 1)) || fail "the pull downloaded $fetched blobs (the config alone was expected)"
 echo "blobs downloaded by the pull: $fetched (the image config); layer blobs: none"

@@ -120,6 +120,16 @@ if pull --snapshotter nosuch "$plain" > /dev/null 2> "$ENV_TMP/nosn.err"; then
 fi
 cat "$ENV_TMP/nosn.err"
 grep -q 'no snapshotter "nosuch"' "$ENV_TMP/nosn.err" || fail "unclear error: $(cat "$ENV_TMP/nosn.err")"
+echo "== removing the pulled images lets containerd's GC remove every snapshot"
+ctrc images rm --sync "$dst" "$esgz" "$plain" > /dev/null
+ctrc content prune references > /dev/null 2>&1 || true
+ctrc images ls -q | grep -q . && fail "images left: $(ctrc images ls -q)"
+left=$(ctrc snapshots --snapshotter accel ls | tail -n +2)
+# The committed layers below the corrupted one have no image; a lease-less
+# GC pass removes them too.
+[[ -z $left ]] || fail "snapshots left after the images were removed: $left"
+[[ $(fuse_mounts accel) == 0 ]] || fail "FUSE mounts left: $(fuse_mounts accel)"
+
 if pull --parallel 0 "$plain" > /dev/null 2> "$ENV_TMP/par.err"; then fail "--parallel 0 accepted"; fi
 grep -q -- '--parallel wants a number from 1 to 16' "$ENV_TMP/par.err" || fail "unclear error: $(cat "$ENV_TMP/par.err")"
 echo "PASS test_accelctl_pull"
