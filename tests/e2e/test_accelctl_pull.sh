@@ -85,6 +85,37 @@ cat "$ENV_TMP/plain.out"
 out=$(ctrc run --rm --snapshotter accel "$plain" c2 cat /etc/plain-file)
 [[ $out == plain ]] || fail "plain image: container read [$out]"
 
+echo "== an index: the host's platform by default, another with --platform"
+skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false "docker://$plain" "docker://$REGISTRY/e2e/multi:amd64"
+skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false "docker://$esgz" "docker://$REGISTRY/e2e/multi:arm64"
+desc() { # TAG ARCH: the tag's manifest descriptor, as the registry serves it, with a platform
+  local h=$ENV_TMP/desc.h
+  curl -fsS -o /dev/null -D "$h" -I \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$REGISTRY/v2/e2e/multi/manifests/$1"
+  hdr() { grep -i "^$1:" "$h" | cut -d' ' -f2 | tr -d '\r'; }
+  jq -n --arg d "$(hdr Docker-Content-Digest)" --argjson s "$(hdr Content-Length)" --arg mt "$(hdr Content-Type)" \
+    --arg a "$2" '{mediaType: $mt, digest: $d, size: $s, platform: {os: "linux", architecture: $a}}'
+}
+jq -n --argjson a "$(desc amd64 amd64)" --argjson b "$(desc arm64 arm64)" \
+  '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [$b, $a]}' > "$ENV_TMP/index.json"
+curl -sS -o "$ENV_TMP/put.out" -w "%{http_code}" -X PUT -H "Content-Type: application/vnd.oci.image.index.v1+json" --data-binary "@$ENV_TMP/index.json" \
+  "http://$REGISTRY/v2/e2e/multi/manifests/idx" > "$ENV_TMP/put.code"
+[[ $(cat "$ENV_TMP/put.code") == 201 ]] || fail "cannot push the index: $(cat "$ENV_TMP/put.code" "$ENV_TMP/put.out" "$ENV_TMP/index.json")"
+multi=$REGISTRY/e2e/multi:idx
+pull "$multi" > "$ENV_TMP/multi.out" || fail "pull of an index failed"
+cat "$ENV_TMP/multi.out"
+grep -q "($(jq -r '.manifests[1].digest' "$ENV_TMP/index.json"))" "$ENV_TMP/multi.out" ||
+  fail "the index pull did not pick the linux/amd64 manifest"
+[[ $(ctrc images ls | awk -v n="$multi" '$1 == n {print $2}') == application/vnd.oci.image.index.v1+json ]] ||
+  fail "the image record does not point at the index: $(ctrc images ls)"
+out=$(ctrc run --rm --snapshotter accel "$multi" c4 cat /etc/plain-file)
+[[ $out == plain ]] || fail "index image: container read [$out]"
+pull --platform linux/arm64 "$multi" > "$ENV_TMP/multi-arm.out" || fail "pull --platform linux/arm64 failed"
+grep -q "($(jq -r '.manifests[0].digest' "$ENV_TMP/index.json"))" "$ENV_TMP/multi-arm.out" ||
+  fail "--platform linux/arm64 did not pick that manifest: $(cat "$ENV_TMP/multi-arm.out")"
+ctrc images rm --sync "$multi" > /dev/null
+
 echo "== a corrupted layer blob fails the pull and leaves nothing behind"
 build_busybox_image "$ENV_TMP/oci:bad"
 mkdir -p "$ENV_TMP/bad-l2/etc"
