@@ -82,6 +82,7 @@ constexpr char kCriImageRef[] = "containerd.io/snapshot/cri.image-ref";
 constexpr char kCriLayerDigest[] = "containerd.io/snapshot/cri.layer-digest";
 constexpr char kCriImageLayers[] = "containerd.io/snapshot/cri.image-layers";
 constexpr size_t kWriteChunk = 1 << 20;
+constexpr int kWriteWindow = 4;
 
 std::string RandomHex(int bytes) {
   std::random_device rd;
@@ -192,24 +193,47 @@ class Containerd {
     int64_t offset = resp.offset();
     if (offset != 0) offset = 0;  // a stale write under this ref: start over (truncated)
     bool broken = false;
-    auto sink = [&](absl::string_view data) -> absl::Status {
-      while (!data.empty()) {
-        size_t n = std::min(data.size(), kWriteChunk);
-        contentpb::WriteContentRequest w;
-        w.set_action(contentpb::WRITE);
-        w.set_ref(ref);
-        w.set_offset(offset);
-        w.set_data(data.data(), n);
-        if (!stream->Write(w) || !stream->Read(&resp)) {
+    // Every write is answered: send whole kWriteChunk messages, not the
+    // small pieces a download delivers, and keep up to kWriteWindow of them
+    // unanswered so the download does not wait for containerd's disk.
+    std::string pending;
+    int unanswered = 0;
+    auto answered = [&](int keep) -> absl::Status {
+      for (; unanswered > keep; --unanswered) {
+        if (!stream->Read(&resp)) {
           broken = true;
           return absl::UnavailableError("content store stream closed");
         }
-        offset += static_cast<int64_t>(n);
+      }
+      return absl::OkStatus();
+    };
+    auto send = [&]() -> absl::Status {
+      contentpb::WriteContentRequest w;
+      w.set_action(contentpb::WRITE);
+      w.set_ref(ref);
+      w.set_offset(offset);
+      w.set_data(std::move(pending));
+      pending.clear();
+      if (!stream->Write(w)) {
+        broken = true;
+        return absl::UnavailableError("content store stream closed");
+      }
+      ++unanswered;
+      offset += static_cast<int64_t>(w.data().size());
+      return answered(kWriteWindow);
+    };
+    auto sink = [&](absl::string_view data) -> absl::Status {
+      while (!data.empty()) {
+        size_t n = std::min(data.size(), kWriteChunk - pending.size());
+        pending.append(data.data(), n);
         data.remove_prefix(n);
+        if (pending.size() == kWriteChunk) ACCEL_RETURN_IF_ERROR(send());
       }
       return absl::OkStatus();
     };
     absl::Status produced = produce(sink);
+    if (produced.ok() && !pending.empty()) produced = send();
+    if (produced.ok()) produced = answered(0);
     if (broken) {
       absl::Status s = finish("write content");
       return s.ok() ? produced : s;

@@ -28,7 +28,6 @@ TOML
 start_accel --config "$ENV_TMP/accel.toml" --log-level "${BENCH_LOG_LEVEL:-warn}"
 start_containerd
 accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
-ctr_remote() { ctr-remote --address "$CTD_SOCK" --namespace e2e "$@"; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
 ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.3f}' if b else 'inf')" "$1" "$2"; }
@@ -73,7 +72,7 @@ echo "lazy pull + run through accel ..."
 before=$(blob_bytes "$big")
 drop_caches
 t0=$(now)
-ctr_remote images rpull --plain-http --snapshotter accel "$esgz" >/dev/null
+accelctl pull --address "$CTD_SOCK" --namespace e2e --plain-http "$esgz" >/dev/null
 run_small accel "$esgz"
 t1=$(now)
 lazy_s=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
@@ -86,7 +85,7 @@ lazy_mp=$(awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $1 ~ /^accel-estargz/
 # Fetch every chunk (what the background fetch does), then time cold reads.
 find "$lazy_mp/data" -type f -exec cat {} + > /dev/null
 accelctl convert --plain-http --store "$STORE" "$src" "$REGISTRY/bench/app:v1-acc" > /dev/null
-ctr_remote images rpull --plain-http --snapshotter accel "$REGISTRY/bench/app:v1-acc" >/dev/null
+accelctl pull --address "$CTD_SOCK" --namespace e2e --plain-http "$REGISTRY/bench/app:v1-acc" >/dev/null
 store_mp=$(awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $1 ~ /^accel-store/ {print $2}' /proc/mounts |
   while read -r m; do if [[ -d $m/data ]]; then echo "$m"; fi; done)
 [[ -n $lazy_mp && -n $store_mp ]] || fail "cannot find the mounts ($lazy_mp | $store_mp)"

@@ -8,6 +8,9 @@
 # SMALL_FILES small files in 100 directories, and a layer of 2,000 medium
 # files (128 MiB). Page caches are dropped before every cold measurement.
 #
+# Start is `accelctl pull` + `ctr run sh -c :`; the same with ctr-remote
+# rpull (stargz-snapshotter's client) is shown too.
+#
 # Goals (issue 4): start < 0.1x of overlayfs pull+run and < 1.5x of running
 # an image already unpacked; reads warm >= 0.95x, cold sequential >= 0.8x,
 # cold random >= 0.5x of reading the store file directly; metadata >= 0.5x
@@ -93,7 +96,7 @@ local_s=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
 rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$ACCEL_PID/status")
 drop_caches
 t0=$(now)
-ctr-remote --address "$CTD_SOCK" --namespace e2e images rpull --plain-http --snapshotter accel "$dst" >/dev/null
+accelctl pull --address "$CTD_SOCK" --namespace e2e --plain-http "$dst" >/dev/null
 run_true accel "$dst"
 t1=$(now)
 accel_s=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
@@ -134,10 +137,23 @@ meta_warm_native=$(walk "$native_small")
 drop_caches; meta_cold_fuse=$(walk "$fuse_small")
 meta_warm_fuse=$(walk "$fuse_small")
 
+# The same start with stargz-snapshotter's client (ctr-remote rpull) in
+# place of accelctl pull, after the image and its mounts are gone.
+ctrc images rm --sync "$dst" >/dev/null
+[[ -z $(awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/' /proc/mounts) ]] ||
+  fail "FUSE mounts left after removing the target image"
+drop_caches
+t0=$(now)
+ctr-remote --address "$CTD_SOCK" --namespace e2e images rpull --plain-http --snapshotter accel "$dst" >/dev/null
+run_true accel "$dst"
+t1=$(now)
+rpull_s=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
+
 echo
 row "measure" "baseline" "accel" "ratio" "goal"
 row "start: pull+run (s), vs overlayfs" "$overlay_s" "$accel_s" "$(ratio "$accel_s" "$overlay_s")" "< 0.1"
 row "start: pull+run (s), vs unpacked locally" "$local_s" "$accel_s" "$(ratio "$accel_s" "$local_s")" "< 1.5"
+row "start: accelctl pull+run (s), vs ctr-remote rpull+run" "$rpull_s" "$accel_s" "$(ratio "$accel_s" "$rpull_s")" "-"
 row "seq read cold (MB/s), vs store file" "$seq_cold_store" "$seq_cold_fuse" "$(ratio "$seq_cold_fuse" "$seq_cold_store")" ">= 0.8"
 row "seq read warm (MB/s)" "$seq_warm_store" "$seq_warm_fuse" "$(ratio "$seq_warm_fuse" "$seq_warm_store")" ">= 0.95"
 row "random 4K cold (IOPS)" "$rand_cold_store" "$rand_cold_fuse" "$(ratio "$rand_cold_fuse" "$rand_cold_store")" ">= 0.5"
