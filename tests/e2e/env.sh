@@ -66,6 +66,13 @@ forget_pid() {
   ENV_PIDS=("${keep[@]}")
 }
 
+# wait_until DESCRIPTION 'SHELL CONDITION': like wait_for, but the condition
+# is evaluated afresh each time (so $(...) in it is re-run).
+wait_until() {
+  local what=$1 cond=$2
+  for _ in $(seq 300); do eval "$cond" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  fail "timed out waiting for $what"
+}
 wait_for() { # wait_for DESCRIPTION COMMAND...
   local what=$1; shift
   for _ in $(seq 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done

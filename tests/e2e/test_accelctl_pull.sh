@@ -159,7 +159,7 @@ left=$(ctrc snapshots --snapshotter accel ls | tail -n +2)
 # The committed layers below the corrupted one have no image; a lease-less
 # GC pass removes them too.
 [[ -z $left ]] || fail "snapshots left after the images were removed: $left"
-[[ $(fuse_mounts accel) == 0 ]] || fail "FUSE mounts left: $(fuse_mounts accel)"
+wait_until "the layers unmounted" '[[ $(fuse_mounts accel) == 0 ]]'
 
 if pull --parallel 0 "$plain" > /dev/null 2> "$ENV_TMP/par.err"; then fail "--parallel 0 accepted"; fi
 grep -q -- '--parallel wants a number from 1 to 16' "$ENV_TMP/par.err" || fail "unclear error: $(cat "$ENV_TMP/par.err")"

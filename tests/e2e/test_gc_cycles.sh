@@ -38,14 +38,14 @@ cycle() {
   out=$(ctrc run --rm --snapshotter accel "${targets[1]}" "d$i" cat /data/file)
   [[ $out == regular ]] || fail "cycle $i: eStargz image read [$out]"
   ctrc images rm --sync "${targets[@]}" >/dev/null
-  wait_for "cycle $i: layers unmounted" test "$(fuse_mounts)" -eq 0
+  wait_until "cycle $i: layers unmounted" '[[ $(fuse_mounts) == 0 ]]'
 }
 
 cycle 0
-wait_for "snapshot directories freed" test "$(snapshot_dirs)" -eq 0
+wait_until "snapshot directories freed" '[[ $(snapshot_dirs) == 0 ]]'
 fds0=$(daemon_fds); threads0=$(daemon_threads)
 for ((i = 1; i <= CYCLES; i++)); do cycle "$i"; done
-wait_for "snapshot directories freed" test "$(snapshot_dirs)" -eq 0
+wait_until "snapshot directories freed" '[[ $(snapshot_dirs) == 0 ]]'
 fds=$(daemon_fds); threads=$(daemon_threads)
 echo "after $CYCLES cycles: fds $fds0 -> $fds, threads $threads0 -> $threads"
 ((fds <= fds0 + 2)) || fail "daemon descriptors grew: $fds0 -> $fds"

@@ -151,8 +151,8 @@ for sn in accel overlayfs; do
 done
 ctrc images rm --sync "$dst" "$src" >/dev/null
 ctr --address "$CTD_SOCK" --namespace lie images rm --sync "$REGISTRY/e2e/app:v1-lie" >/dev/null
-wait_for "layers unmounted" test "$(fuse_mounts accel)" -eq 0
-wait_for "layers unmounted (accel2)" test "$(fuse_mounts accel2)" -eq 0
+wait_until "layers unmounted" '[[ $(fuse_mounts accel) == 0 ]]'
+wait_until "layers unmounted (accel2)" '[[ $(fuse_mounts accel2) == 0 ]]'
 accelctl store rm --store "$STORE" --address "$ACCEL_SOCK" "$dst" > "$ENV_TMP/rm.out" ||
   fail "store rm failed: $(cat "$ENV_TMP/rm.out")"
 grep -q "3 layer(s) removed" "$ENV_TMP/rm.out" || fail "rm output: $(cat "$ENV_TMP/rm.out")"
