@@ -139,7 +139,9 @@ meta_warm_fuse=$(walk "$fuse_small")
 
 # The same start with stargz-snapshotter's client (ctr-remote rpull) in
 # place of accelctl pull, after the image and its mounts are gone.
-ctrc images rm --sync "$dst" >/dev/null
+# (The source image shares the target's config, which holds the snapshots:
+# remove both.)
+ctrc images rm --sync "$src" "$dst" >/dev/null
 fuse_left() { awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/' /proc/mounts | wc -l; }
 wait_until "the target's layers unmounted" '[[ $(fuse_left) == 0 ]]'
 drop_caches
