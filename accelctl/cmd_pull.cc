@@ -102,6 +102,17 @@ absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
                       absl::StrCat(what, ": ", s.error_message()));
 }
 
+// A snapshots call's error; "unavailable" means containerd could not reach
+// a proxy snapshotter.
+absl::Status SnapshotterError(const grpc::Status& s, const std::string& sn, absl::string_view what) {
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    return absl::UnavailableError(absl::StrCat(what, ": the snapshotter \"", sn,
+                                               "\" is not answering containerd (", s.error_message(),
+                                               "); is accel-snapshotter running?"));
+  }
+  return FromGrpc(s, what);
+}
+
 // The calls to one containerd, in one namespace, under one lease.
 class Containerd {
  public:
@@ -290,7 +301,7 @@ class Containerd {
           "containerd has no snapshotter \"", sn, "\" (", s.error_message(),
           "); is it configured as a proxy plugin and running?"));
     }
-    ACCEL_RETURN_IF_ERROR(FromGrpc(s, absl::StrCat("stat snapshot ", key)));
+    ACCEL_RETURN_IF_ERROR(SnapshotterError(s, sn, absl::StrCat("stat snapshot ", key)));
     return true;
   }
 
@@ -308,7 +319,7 @@ class Containerd {
     req.set_name(name);
     req.set_key(key);
     google::protobuf::Empty resp;
-    return FromGrpc(snapshots_->Commit(&ctx, req, &resp), absl::StrCat("commit snapshot ", name));
+    return SnapshotterError(snapshots_->Commit(&ctx, req, &resp), sn, absl::StrCat("commit snapshot ", name));
   }
 
   void Remove(const std::string& sn, const std::string& key) {
@@ -551,7 +562,8 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
       progress.Line(absl::StrCat(prefix, "mounted remotely"));
       continue;
     }
-    ACCEL_RETURN_IF_ERROR(FromGrpc(ps, absl::StrCat("prepare snapshot for layer ", layer.digest)));
+    ACCEL_RETURN_IF_ERROR(
+        SnapshotterError(ps, opts.snapshotter, absl::StrCat("prepare snapshot for layer ", layer.digest)));
     absl::Status s = [&]() -> absl::Status {
       ACCEL_RETURN_IF_ERROR(prefetcher.Wait(i));
       ACCEL_ASSIGN_OR_RETURN(std::string applied, ctd.Apply(layer, prepared.mounts()));

@@ -163,4 +163,9 @@ wait_until "the layers unmounted" '[[ $(fuse_mounts accel) == 0 ]]'
 
 if pull --parallel 0 "$plain" > /dev/null 2> "$ENV_TMP/par.err"; then fail "--parallel 0 accepted"; fi
 grep -q -- '--parallel wants a number from 1 to 16' "$ENV_TMP/par.err" || fail "unclear error: $(cat "$ENV_TMP/par.err")"
+echo "== a snapshotter that is configured but not running fails clearly"
+stop_pid "$ACCEL_PID"; forget_pid "$ACCEL_PID"
+if pull "$plain" > /dev/null 2> "$ENV_TMP/down.err"; then fail "pull with the daemon stopped succeeded"; fi
+cat "$ENV_TMP/down.err"
+grep -q 'snapshotter "accel" is not answering' "$ENV_TMP/down.err" || fail "unclear error: $(cat "$ENV_TMP/down.err")"
 echo "PASS test_accelctl_pull"
