@@ -144,8 +144,10 @@ class Containerd {
     Setup(ctx);
     leasespb::CreateRequest req;
     req.set_id(absl::StrCat("accelctl-pull-", RandomHex(8)));
+    // Deleted at the end; the expiry (containerd's client uses 24 hours
+    // too) only frees what a crashed pull left.
     (*req.mutable_labels())["containerd.io/gc.expire"] =
-        absl::FormatTime(absl::RFC3339_sec, absl::Now() + absl::Minutes(30), absl::UTCTimeZone());
+        absl::FormatTime(absl::RFC3339_sec, absl::Now() + absl::Hours(24), absl::UTCTimeZone());
     leasespb::CreateResponse resp;
     ACCEL_RETURN_IF_ERROR(FromGrpc(leases_->Create(&ctx, req, &resp), "create lease"));
     lease_ = resp.lease().id();
