@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
+#include <deque>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -154,6 +156,18 @@ class Containerd {
     return absl::OkStatus();
   }
 
+  // Holds snapshot `key` (and so its parents) under the lease.
+  absl::Status LeaseSnapshot(const std::string& sn, const std::string& key) {
+    grpc::ClientContext ctx;
+    Setup(ctx);
+    leasespb::AddResourceRequest req;
+    req.set_id(lease_);
+    req.mutable_resource()->set_id(key);
+    req.mutable_resource()->set_type(absl::StrCat("snapshots/", sn));
+    google::protobuf::Empty resp;
+    return FromGrpc(leases_->AddResource(&ctx, req, &resp), absl::StrCat("lease snapshot ", key));
+  }
+
   void DeleteLease() {
     if (lease_.empty()) return;
     std::string id = lease_;
@@ -204,7 +218,11 @@ class Containerd {
       return s;
     }
     int64_t offset = resp.offset();
-    if (offset != 0) offset = 0;  // a stale write under this ref: start over (truncated)
+    // The whole blob is already there (shared content from another
+    // namespace): commit it without downloading; containerd checks its size
+    // and digest. Anything less under a fresh ref cannot be ours: start at 0.
+    const bool have_all = offset == d.size && d.size > 0;
+    if (!have_all) offset = 0;
     bool broken = false;
     // Every write is answered: send whole kWriteChunk messages, not the
     // small pieces a download delivers, and keep up to kWriteWindow of them
@@ -244,7 +262,7 @@ class Containerd {
       }
       return absl::OkStatus();
     };
-    absl::Status produced = produce(sink);
+    absl::Status produced = have_all ? absl::OkStatus() : produce(sink);
     if (produced.ok() && !pending.empty()) produced = send();
     if (produced.ok()) produced = answered(0);
     if (broken) {
@@ -313,6 +331,7 @@ class Containerd {
     return snapshots_->Prepare(&ctx, req, &resp);
   }
 
+  // AlreadyExists if another pull committed `name` first.
   absl::Status Commit(const std::string& sn, const std::string& name, const std::string& key) {
     grpc::ClientContext ctx;
     Setup(ctx);
@@ -428,30 +447,45 @@ bool HintedRemote(const Descriptor& layer) {
 }
 
 // Downloads layer blobs into containerd's content store ahead of their
-// unpacking, `parallel` at a time, in layer order; unpacking stays serial
-// (each layer is applied onto its parent). Stops and joins on destruction.
+// unpacking, `parallel` at a time, in the order queued; unpacking stays
+// serial (each layer is applied onto its parent). Stops and joins on
+// destruction.
 class Prefetcher {
  public:
   Prefetcher(Client& client, Containerd& ctd, const Reference& ref, const std::vector<Descriptor>& layers,
-             std::vector<size_t> order, int parallel, Progress& progress)
-      : client_(client), ctd_(ctd), ref_(ref), layers_(layers), order_(std::move(order)),
-        progress_(progress), slots_(layers.size()) {
-    for (size_t i : order_) slots_[i] = std::make_unique<Slot>();
-    const int threads = std::min<int>(parallel, static_cast<int>(order_.size()));
-    for (int t = 0; t < threads; ++t) workers_.emplace_back([this] { Work(); });
+             int parallel, Progress& progress)
+      : client_(client), ctd_(ctd), ref_(ref), layers_(layers), progress_(progress), slots_(layers.size()) {
+    for (int t = 0; t < parallel; ++t) workers_.emplace_back([this] { Work(); });
   }
   ~Prefetcher() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
     cancelled_ = true;
     for (std::thread& t : workers_) t.join();
   }
 
-  // Waits for layer i's blob to be in the content store; downloads it here
-  // if it was not queued (a layer hinted remote that the snapshotter did
-  // not take).
+  // Queues layer i for download (once).
+  void Queue(size_t i) {
+    absl::MutexLock lock(&mu_);
+    if (slots_[i]) return;
+    slots_[i] = std::make_unique<Slot>();
+    queue_.push_back(i);
+    progress_.AddTotal(1);
+  }
+
+  // Waits for layer i's blob to be in the content store (queuing it first
+  // if needed).
   absl::Status Wait(size_t i) {
-    if (!slots_[i]) return Download(i);
-    slots_[i]->done.WaitForNotification();
-    return slots_[i]->status;
+    Queue(i);
+    Slot* slot;
+    {
+      absl::MutexLock lock(&mu_);
+      slot = slots_[i].get();
+    }
+    slot->done.WaitForNotification();
+    return slot->status;
   }
 
  private:
@@ -462,17 +496,27 @@ class Prefetcher {
 
   void Work() {
     for (;;) {
-      const size_t k = next_.fetch_add(1);
-      if (k >= order_.size()) return;
-      Slot& slot = *slots_[order_[k]];
-      slot.status = cancelled_ ? absl::CancelledError("pull stopped") : Download(order_[k]);
-      slot.done.Notify();
+      size_t i;
+      Slot* slot;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+        mu_.Await(absl::Condition(&ready));
+        if (queue_.empty()) return;
+        i = queue_.front();
+        queue_.pop_front();
+        slot = slots_[i].get();
+      }
+      slot->status = Download(i);
+      slot->done.Notify();
     }
   }
 
   absl::Status Download(size_t i) {
+    if (cancelled_) return absl::CancelledError("pull stopped");
     const Descriptor& d = layers_[i];
     absl::StatusOr<bool> written = ctd_.WriteBlob(d, [&](const auto& sink) {
+      if (cancelled_) return absl::CancelledError("pull stopped");
       return client_.FetchBlob(ref_, d, [&](absl::string_view data) -> absl::Status {
         if (cancelled_) return absl::CancelledError("pull stopped");
         progress_.Bytes(static_cast<int64_t>(data.size()));
@@ -486,13 +530,29 @@ class Prefetcher {
   Containerd& ctd_;
   const Reference& ref_;
   const std::vector<Descriptor>& layers_;
-  const std::vector<size_t> order_;
   Progress& progress_;
-  std::vector<std::unique_ptr<Slot>> slots_;
-  std::atomic<size_t> next_{0};
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Slot>> slots_ ABSL_GUARDED_BY(mu_);
+  std::deque<size_t> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> cancelled_{false};
   std::vector<std::thread> workers_;
 };
+
+// The value of cri.image-layers for layer i, as containerd's CRI plugin
+// builds it: the digests from layer i upward, as many as fit containerd's
+// limit of 4096 bytes for a label's key and value.
+std::string ImageLayersLabel(const std::vector<Descriptor>& layers, size_t i) {
+  constexpr size_t kMaxLabel = 4096;
+  std::string out;
+  for (size_t k = i; k < layers.size(); ++k) {
+    const size_t add = layers[k].digest.size() + (out.empty() ? 0 : 1);
+    if (std::strlen(kCriImageLayers) + out.size() + add > kMaxLabel) break;
+    if (!out.empty()) out += ',';
+    out += layers[k].digest;
+  }
+  return out;
+}
 
 absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const PullOptions& opts,
                   Progress& progress) {
@@ -507,9 +567,6 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
     chains.push_back(i == 0 ? diff_ids[0]
                             : registry::Sha256Digest(absl::StrCat(chains.back(), " ", diff_ids[i])));
   }
-  std::vector<std::string> layer_digests;
-  for (const Descriptor& l : manifest.layers) layer_digests.push_back(l.digest);
-  const std::string all_layers = absl::StrJoin(layer_digests, ",");
   progress.Line(absl::StrCat("pulling ", ref.String(), " (", image.manifest.descriptor.digest, "): ", n,
                              " layer(s) for snapshotter ", opts.snapshotter));
 
@@ -526,15 +583,20 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
   }
 
   ACCEL_RETURN_IF_ERROR(ctd.CreateLease());
+  // What is already unpacked stays while the lease lives (a parent holds
+  // nothing, its child holds it).
+  if (have > 0) {
+    absl::Status s = ctd.LeaseSnapshot(opts.snapshotter, chains[have - 1]);
+    if (absl::IsNotFound(s)) have = 0;  // removed meanwhile: unpack it again
+    else ACCEL_RETURN_IF_ERROR(s);
+  }
 
   // Layers that are not marked for a remote snapshotter will be downloaded:
   // start on them now, while the layers below are being prepared.
-  std::vector<size_t> downloads;
+  Prefetcher prefetcher(client, ctd, ref, manifest.layers, opts.parallel, progress);
   for (size_t i = have; i < n; ++i) {
-    if (!HintedRemote(manifest.layers[i])) downloads.push_back(i);
+    if (!HintedRemote(manifest.layers[i])) prefetcher.Queue(i);
   }
-  progress.SetTotal(static_cast<int>(downloads.size()));
-  Prefetcher prefetcher(client, ctd, ref, manifest.layers, downloads, opts.parallel, progress);
 
   for (size_t i = 0; i < n; ++i) {
     const Descriptor& layer = manifest.layers[i];
@@ -557,15 +619,24 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
     labels[kSnapshotRefLabel] = chain;
     labels[kCriImageRef] = ref.String();
     labels[kCriLayerDigest] = layer.digest;
-    labels[kCriImageLayers] = all_layers;
+    labels[kCriImageLayers] = ImageLayersLabel(manifest.layers, i);
     snapspb::PrepareSnapshotResponse prepared;
     grpc::Status ps = ctd.Prepare(prep, prepared);
     if (ps.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
-      progress.Line(absl::StrCat(prefix, "mounted remotely"));
+      // The snapshotter mounted it, or (for a layer nothing marks as remote)
+      // another pull committed it since the Stat above.
+      progress.Line(absl::StrCat(prefix, HintedRemote(layer) ? "mounted remotely" : "unpacked by another pull meanwhile"));
       continue;
     }
     ACCEL_RETURN_IF_ERROR(
         SnapshotterError(ps, opts.snapshotter, absl::StrCat("prepare snapshot for layer ", layer.digest)));
+    if (HintedRemote(layer)) {
+      // Marked for a remote snapshotter but declined (store or registry not
+      // reachable from the daemon, say): the ones above likely will be too.
+      prefetcher.Queue(i);  // first in line
+      for (size_t k = i + 1; k < n; ++k) prefetcher.Queue(k);
+    }
+    bool raced = false;
     absl::Status s = [&]() -> absl::Status {
       ACCEL_RETURN_IF_ERROR(prefetcher.Wait(i));
       ACCEL_ASSIGN_OR_RETURN(std::string applied, ctd.Apply(layer, prepared.mounts()));
@@ -573,15 +644,20 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
         return absl::DataLossError(absl::StrCat("layer ", layer.digest, " unpacked to ", applied,
                                                 ", but the config says ", diff_ids[i]));
       }
-      return ctd.Commit(opts.snapshotter, chain, key);
+      // Recorded as containerd's unpacker does.
+      ACCEL_RETURN_IF_ERROR(ctd.LabelBlob(layer.digest, {{"containerd.io/uncompressed", applied}}));
+      absl::Status committed = ctd.Commit(opts.snapshotter, chain, key);
+      if (absl::IsAlreadyExists(committed)) {
+        raced = true;  // another pull unpacked it first: use theirs
+        return absl::OkStatus();
+      }
+      return committed;
     }();
-    if (!s.ok()) {
-      ctd.Remove(opts.snapshotter, key);
-      return s;
-    }
+    if (!s.ok() || raced) ctd.Remove(opts.snapshotter, key);
+    ACCEL_RETURN_IF_ERROR(s);
     progress.Step();
-    progress.Line(absl::StrCat(prefix, "downloaded and unpacked (",
-                               absl::StrFormat("%.1f", layer.size / 1048576.0), " MiB)"));
+    progress.Line(absl::StrCat(prefix, raced ? "unpacked by another pull meanwhile" : "downloaded and unpacked",
+                               " (", absl::StrFormat("%.1f", layer.size / 1048576.0), " MiB)"));
   }
 
   // The config, then the manifest, with the labels that keep what they
@@ -664,7 +740,8 @@ int RunPull(const Args& args) {
     if (!p.ok()) return Fail(absl::StrCat("pull: ", p.status().message()), 2);
     opts.platform = *p;
   }
-  absl::StatusOr<std::unique_ptr<Client>> client = MakeRegistryClient(rf);
+  // As many registry transfers at once as download workers.
+  absl::StatusOr<std::unique_ptr<Client>> client = MakeRegistryClient(rf, opts.parallel);
   if (!client.ok()) return Fail(absl::StrCat("pull: ", client.status().message()));
   Containerd ctd(address, ns);
   if (absl::Status s = ctd.Connect(); !s.ok()) return Fail(absl::StrCat("pull: ", s.message()));

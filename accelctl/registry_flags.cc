@@ -69,7 +69,8 @@ bool ConsumeRegistryFlag(const Args& args, size_t& i, RegistryFlags& flags, std:
          ConsumeValueFlag(args, i, "--config", flags.config, error);
 }
 
-absl::StatusOr<std::unique_ptr<registry::Client>> MakeRegistryClient(const RegistryFlags& flags) {
+absl::StatusOr<std::unique_ptr<registry::Client>> MakeRegistryClient(const RegistryFlags& flags,
+                                                                     int max_transfers) {
   SetLogLevel(flags.debug ? LogLevel::kDebug : LogLevel::kWarn);
   registry::ClientOptions o;
   o.hosts.hosts_dir = flags.hosts_dir;
@@ -90,6 +91,7 @@ absl::StatusOr<std::unique_ptr<registry::Client>> MakeRegistryClient(const Regis
   o.transport.connect_timeout = absl::Seconds(10);
   o.transport.low_speed_limit = 1;
   o.transport.low_speed_time = absl::Seconds(flags.stall_timeout_seconds);
+  if (max_transfers > 0) o.max_concurrent_transfers = max_transfers;
   return registry::Client::Create(std::move(o));
 }
 

@@ -42,7 +42,9 @@ struct RegistryFlags {
 bool ConsumeRegistryFlag(const Args& args, size_t& i, RegistryFlags& flags, std::string& error);
 
 // Builds a client from the flags (loads credentials; validates the hosts dir).
-absl::StatusOr<std::unique_ptr<registry::Client>> MakeRegistryClient(const RegistryFlags& flags);
+// `max_transfers` > 0 overrides the client's limit of concurrent transfers.
+absl::StatusOr<std::unique_ptr<registry::Client>> MakeRegistryClient(const RegistryFlags& flags,
+                                                                     int max_transfers = 0);
 
 // Consumes "--name VALUE" or "--name=VALUE" at args[i]; true if it matched.
 bool ConsumeValueFlag(const Args& args, size_t& i, const std::string& name, std::string& value,

@@ -41,6 +41,11 @@ void Progress::Done(const Descriptor& d, absl::string_view how) {
   }
 }
 
+void Progress::AddTotal(int blobs) {
+  absl::MutexLock lock(&mu_);
+  total_ += blobs;
+}
+
 void Progress::Step() {
   absl::MutexLock lock(&mu_);
   ++done_;

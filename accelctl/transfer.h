@@ -29,6 +29,8 @@ class Progress {
   void Done(const registry::Descriptor& d, absl::string_view how);
   // Counts one blob as done without a line of its own.
   void Step();
+  // Adds to the number of blobs expected.
+  void AddTotal(int blobs);
   void Line(const std::string& text);
   void Finish();
 

@@ -49,6 +49,13 @@ out=$(ctrc run --rm --snapshotter accel "$dst" c1 cat /data/file /opq/new-file)
 pull "$dst" > "$ENV_TMP/pull2.out" || fail "second pull failed"
 [[ $(grep -c 'already unpacked' "$ENV_TMP/pull2.out") == 3 ]] || fail "second pull: $(cat "$ENV_TMP/pull2.out")"
 
+echo "== the same target into overlayfs: every layer is declined and downloaded"
+pull --snapshotter overlayfs "$dst" > "$ENV_TMP/ovl.out" 2>&1 || fail "pull into overlayfs: $(cat "$ENV_TMP/ovl.out")"
+cat "$ENV_TMP/ovl.out"
+[[ $(grep -c 'downloaded and unpacked' "$ENV_TMP/ovl.out") == 3 ]] || fail "expected 3 downloaded layers"
+out=$(ctrc run --rm --snapshotter overlayfs "$dst" c0 cat /data/file /opq/new-file)
+[[ $out == $'regular\nnew' ]] || fail "overlayfs container read [$out]"
+
 echo "== accelctl pull an eStargz image made by ctr-remote (lazy)"
 build_busybox_image "$ENV_TMP/oci:lazy"
 mkdir -p "$ENV_TMP/lazy-l2/data"
@@ -136,6 +143,23 @@ grep -q "$bad_layer" "$ENV_TMP/bad.err" || fail "the error does not name the bad
 ctrc snapshots --snapshotter accel ls | grep -q extract- && fail "an extract snapshot was left behind"
 ctrc leases ls -q | grep -q accelctl-pull && fail "the failed pull's lease was left behind"
 ctrc images ls -q | grep -q "e2e/bad:v1" && fail "the failed pull created an image record"
+
+echo "== two pulls of one image at once both succeed"
+build_busybox_image "$ENV_TMP/oci:race"
+for i in 1 2 3; do
+  mkdir -p "$ENV_TMP/race-$i/r$i"
+  head -c $((3 << 20)) /dev/urandom > "$ENV_TMP/race-$i/r$i/blob"
+  add_layer "$ENV_TMP/oci:race" "$ENV_TMP/race-$i"
+done
+push_image "$ENV_TMP/oci:race" e2e/race:v1
+pull "$REGISTRY/e2e/race:v1" > "$ENV_TMP/race1.out" 2>&1 & p1=$!
+pull "$REGISTRY/e2e/race:v1" > "$ENV_TMP/race2.out" 2>&1 & p2=$!
+wait "$p1" || fail "first concurrent pull failed: $(cat "$ENV_TMP/race1.out")"
+wait "$p2" || fail "second concurrent pull failed: $(cat "$ENV_TMP/race2.out")"
+cat "$ENV_TMP/race1.out" "$ENV_TMP/race2.out"
+out=$(ctrc run --rm --snapshotter accel "$REGISTRY/e2e/race:v1" c5 sh -c 'cat /r1/blob /r2/blob /r3/blob | wc -c')
+[[ $out == $((9 << 20)) ]] || fail "race image: container saw [$out]"
+ctrc images rm --sync "$REGISTRY/e2e/race:v1" > /dev/null
 
 echo "== a wrong --address fails clearly"
 if accelctl pull --address "$ENV_TMP/nope.sock" --namespace e2e --plain-http "$plain" \
