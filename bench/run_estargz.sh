@@ -15,22 +15,12 @@
 # background fetch >= 0.9x of reading it through a store mount.
 set -euo pipefail
 MIB=${1:-512}
-source "$(dirname "$0")/../tests/e2e/env.sh"
+source "$(dirname "$0")/lib.sh"
 env_init bench-estargz
 start_registry
-HOSTS=$(use_hosts_dir)
 STORE=$ENV_TMP/store
-cat > "$ENV_TMP/accel.toml" <<TOML
-hosts_dir = "$HOSTS"
-store = "$STORE"
-background_fetch_mibps = 0
-TOML
-start_accel --config "$ENV_TMP/accel.toml" --log-level "${BENCH_LOG_LEVEL:-warn}"
+start_accel_lazy --store "$STORE" --log-level "${BENCH_LOG_LEVEL:-warn}"
 start_containerd
-accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-now() { date +%s.%N; }
-ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.3f}' if b else 'inf')" "$1" "$2"; }
 row() { printf '%-50s %12s %12s %8s   %s\n' "$@"; }
 blob_bytes() { registry_blob_bytes "$1"; }
 

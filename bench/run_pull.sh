@@ -16,16 +16,12 @@
 set -euo pipefail
 MIB=${1:-512}
 LAYERS=${2:-4}
-source "$(dirname "$0")/../tests/e2e/env.sh"
+source "$(dirname "$0")/lib.sh"
 env_init bench-pull
 start_registry
 STORE=$ENV_TMP/store
 start_accel --store "$STORE" --log-level "${BENCH_LOG_LEVEL:-warn}"
 start_containerd
-accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-now() { date +%s.%N; }
-ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.3f}' if b else 'inf')" "$1" "$2"; }
 row() { printf '%-52s %10s %10s %8s\n' "$@"; }
 
 echo "building the image ($MIB MiB in $LAYERS layers) ..."

@@ -18,16 +18,12 @@
 set -euo pipefail
 BIG_MIB=${1:-1024}
 SMALL_FILES=${2:-50000}
-source "$(dirname "$0")/../tests/e2e/env.sh"
+source "$(dirname "$0")/lib.sh"
 env_init bench-store
 start_registry
 STORE=$ENV_TMP/store
 start_accel --store "$STORE" --log-level ${BENCH_LOG_LEVEL:-warn}
 start_containerd
-accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-now() { date +%s.%N; }
-ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.3f}' if b else 'inf')" "$1" "$2"; }
 row() { printf '%-44s %14s %14s %8s   %s\n' "$@"; }
 
 echo "building the image (${BIG_MIB} MiB file, $SMALL_FILES small files) ..."

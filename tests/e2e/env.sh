@@ -148,6 +148,23 @@ TOML
     printf '[proxy_plugins.%s]\n  type = "snapshot"\n  address = "%s"\n' \
       "${extra%%=*}" "${extra#*=}" >> "$ENV_TMP/containerd.toml"
   done
+  # CTD_GC_ON_REQUEST=1: garbage collection only when asked (--sync), not
+  # after deletions: snapshots made without a lease or gc.root label (ctr
+  # snapshots view) would otherwise vanish at a moment that depends on load.
+  # (No collection at startup, none after any number of deletions or
+  # mutations, and after an explicit one the next waits average GC time /
+  # pause_threshold.)
+  if [[ ${CTD_GC_ON_REQUEST:-0} == 1 ]]; then
+    cat >> "$ENV_TMP/containerd.toml" <<'TOML'
+[plugins."io.containerd.gc.v1.scheduler"]
+  startup_delay = "0s"
+  deletion_threshold = 1000000
+  mutation_threshold = 1000000
+  pause_threshold = 0.0000001
+TOML
+  fi
+  # CTD_DEBUG=1: containerd logs at debug level.
+  [[ -n ${CTD_DEBUG:-} ]] && printf "[debug]\n  level = \"debug\"\n" >> "$ENV_TMP/containerd.toml"
   containerd --config "$ENV_TMP/containerd.toml" > "$ENV_TMP/containerd.log" 2>&1 &
   ENV_PIDS+=($!)
   wait_for containerd ctrc version
@@ -258,6 +275,21 @@ use_hosts_dir() {
   printf 'server = "http://%s"\n' "$REGISTRY" > "$dir/$REGISTRY/hosts.toml"
   echo "$dir"
 }
+
+# start_accel_lazy [ARGS...]: start_accel with a config naming the registry's
+# hosts directory (use_hosts_dir: plain HTTP) and no background fetch, so
+# lazy reads are what the test does; ARGS go to start_accel.
+start_accel_lazy() {
+  printf 'hosts_dir = "%s"\nbackground_fetch_mibps = 0\n' "$(use_hosts_dir)" > "$ENV_TMP/accel.toml"
+  start_accel --config "$ENV_TMP/accel.toml" "$@"
+}
+
+accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
+# blob_gets DIGEST: GET requests for that blob in the registry's log.
+blob_gets() { grep -c "GET /v2/[^ ]*/blobs/$1" "$ENV_TMP/registry.log" || true; }
+# fuse_mounts [DIR]: FUSE mounts under $ENV_TMP/DIR (default accel, the
+# daemon's root).
+fuse_mounts() { awk -v t="$ENV_TMP/${1:-accel}/" 'index($2, t) == 1 && $3 ~ /^fuse/' /proc/mounts | wc -l; }
 
 # estargz_with_ctr_remote SRC DST: converts SRC to eStargz with Debian's
 # ctr-remote (a converter accel did not write) and pushes DST; leaves no

@@ -9,17 +9,9 @@ source "$(dirname "$0")/env.sh"
 env_init accelctl_pull
 start_registry
 STORE=$ENV_TMP/store
-HOSTS=$(use_hosts_dir)
-cat > "$ENV_TMP/accel.toml" <<TOML
-hosts_dir = "$HOSTS"
-background_fetch_mibps = 0
-TOML
-start_accel --store "$STORE" --config "$ENV_TMP/accel.toml"
+start_accel_lazy --store "$STORE"
 start_containerd
-accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
 pull() { accelctl pull --address "$CTD_SOCK" --namespace e2e --snapshotter accel --plain-http "$@"; }
-blob_gets() { grep -c "GET /v2/[^ ]*/blobs/$1" "$ENV_TMP/registry.log" || true; }
-fuse_mounts() { awk -v t="$ENV_TMP/$1/" 'index($2, t) == 1 && $3 ~ /^fuse/' /proc/mounts | wc -l; }
 
 build_fidelity_image "$ENV_TMP/oci:app"
 push_image "$ENV_TMP/oci:app" e2e/app:v1

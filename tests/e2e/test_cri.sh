@@ -32,12 +32,7 @@ ctrk() { ctr --address "$CTD_SOCK" --namespace k8s.io "$@"; }
 
 start_registry
 STORE=$ENV_TMP/store
-HOSTS=$(use_hosts_dir)
-cat > "$ENV_TMP/accel.toml" <<TOML
-hosts_dir = "$HOSTS"
-background_fetch_mibps = 0
-TOML
-start_accel --config "$ENV_TMP/accel.toml" --store "$STORE"
+start_accel_lazy --store "$STORE"
 
 # The CRI plugin's own hosts directory: plain HTTP for the private registry,
 # with an explicit host entry (containerd 1.6 complains about a hosts.toml
@@ -85,10 +80,7 @@ TOML
   wait_for containerd ctrc version
 }
 cri() { "$ACCEL_BIN_DIR/cri_client" --address "unix://$CTD_SOCK" --log-dir "$ENV_TMP/pod-logs" "$@"; }
-accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
-blob_gets() { grep -c "GET /v2/[^ ]*/blobs/$1" "$ENV_TMP/registry.log" || true; }
 sum_gets() { local d; for d in "$@"; do blob_gets "$d"; done | paste -sd+ | bc; }
-fuse_mounts() { awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/' /proc/mounts | wc -l; }
 mounted_kind() { # mounted_kind KIND: how many layers accel status lists as KIND
   accelctl status --address "$ACCEL_SOCK" | jq "[.mounted_layers[] | select(.kind == \"$1\")] | length"
 }

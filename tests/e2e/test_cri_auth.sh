@@ -116,7 +116,6 @@ wait_for containerd ctrc version
 
 cri() { "$ACCEL_BIN_DIR/cri_client" --address "unix://$CTD_SOCK" --log-dir "$ENV_TMP/pod-logs" "$@"; }
 cri_proxy() { "$ACCEL_BIN_DIR/cri_client" --address "unix://$PROXY_SOCK" --log-dir "$ENV_TMP/pod-logs" "$@"; }
-accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
 mounted_kind() {
   accelctl status --address "$ACCEL_SOCK" | jq "[.mounted_layers[] | select(.kind == \"$1\")] | length"
 }

@@ -7,11 +7,8 @@
 source "$(dirname "$0")/env.sh"
 env_init estargz_convert
 start_registry
-HOSTS=$(use_hosts_dir)
-printf 'hosts_dir = "%s"\nbackground_fetch_mibps = 0\n' "$HOSTS" > "$ENV_TMP/accel.toml"
-start_accel --config "$ENV_TMP/accel.toml"
+start_accel_lazy
 start_containerd
-accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
 ctr_remote() { ctr-remote --address "$CTD_SOCK" --namespace e2e "$@"; }
 
 build_fidelity_image "$ENV_TMP/oci:app"

@@ -10,16 +10,9 @@ source "$(dirname "$0")/env.sh"
 env_init estargz_lazy
 start_registry
 # The daemon finds the registry's scheme through containerd's hosts.toml.
-HOSTS=$(use_hosts_dir)
-cat > "$ENV_TMP/accel.toml" <<TOML
-hosts_dir = "$HOSTS"
-background_fetch_mibps = 0
-TOML
-start_accel --config "$ENV_TMP/accel.toml"
+start_accel_lazy
 start_containerd
-accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
 ctr_remote() { ctr-remote --address "$CTD_SOCK" --namespace e2e "$@"; }
-fuse_mounts() { awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/' /proc/mounts | wc -l; }
 blob_bytes() { registry_blob_bytes "$1"; }
 
 echo "== build an image with a big layer, convert it with ctr-remote"

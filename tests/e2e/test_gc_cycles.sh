@@ -10,14 +10,10 @@ source "$(dirname "$0")/env.sh"
 env_init gc_cycles
 CYCLES=${ACCEL_GC_CYCLES:-10}
 start_registry
-HOSTS=$(use_hosts_dir)
 STORE=$ENV_TMP/store
-printf 'hosts_dir = "%s"\nstore = "%s"\nbackground_fetch_mibps = 0\n' "$HOSTS" "$STORE" > "$ENV_TMP/accel.toml"
-start_accel --config "$ENV_TMP/accel.toml" --log-level info
+start_accel_lazy --store "$STORE" --log-level info
 start_containerd
-accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
 rpull() { ctr-remote --address "$CTD_SOCK" --namespace e2e images rpull --plain-http --snapshotter accel "$1" >/dev/null; }
-fuse_mounts() { awk -v t="$ENV_TMP/accel/" 'index($2, t) == 1 && $3 ~ /^fuse/' /proc/mounts | wc -l; }
 snapshot_dirs() { find "$ENV_TMP/accel/snapshots" -mindepth 1 -maxdepth 1 | wc -l; }
 daemon_fds() { ls "/proc/$ACCEL_PID/fd" | wc -l; }
 daemon_threads() { ls "/proc/$ACCEL_PID/task" | wc -l; }

@@ -4,7 +4,9 @@
 source "$(dirname "$0")/env.sh"
 env_init snapcli
 start_accel
-start_containerd
+# `ctr snapshots view` sets no gc.root label: keep containerd's GC from
+# collecting the view in the middle of the sequence.
+CTD_GC_ON_REQUEST=1 start_containerd
 
 # run_sequence SNAPSHOTTER: prints one normalized outcome line per command.
 run_sequence() {

@@ -21,10 +21,7 @@ ACCEL2_SOCK=$ENV_TMP/accel2.sock
 ENV_PIDS+=($!)
 wait_for accel2 "$ACCEL_BIN_DIR/accelctl" status --address "$ACCEL2_SOCK" --timeout 1
 CTD_EXTRA_PROXY="accel2=$ACCEL2_SOCK" start_containerd
-accelctl() { "$ACCEL_BIN_DIR/accelctl" "$@"; }
 rpull() { ctr-remote --address "$CTD_SOCK" --namespace e2e images rpull --plain-http "$@" >/dev/null; }
-blob_gets() { grep -c "GET /v2/[^ ]*/blobs/$1" "$ENV_TMP/registry.log" || true; }
-fuse_mounts() { awk -v t="$ENV_TMP/$1/" 'index($2, t) == 1 && $3 ~ /^fuse/' /proc/mounts | wc -l; }
 
 build_fidelity_image "$ENV_TMP/oci:app"
 push_image "$ENV_TMP/oci:app" e2e/app:v1
@@ -116,10 +113,18 @@ ctr-remote --address "$CTD_SOCK" --namespace lie images rpull --plain-http --sna
 grep -q "does not match the layer's chain id" "$ENV_TMP/accel2.log" || fail "mismatch not logged"
 out=$(ctr --address "$CTD_SOCK" --namespace lie run --rm --snapshotter accel2 "$REGISTRY/e2e/app:v1-lie" lie1 cat /data/file /opq/new-file)
 [[ $out == $'regular\nnew' ]] || fail "lying image read [$out]"
+# Remove it: containerd shares committed snapshots of one chain id across
+# namespaces, so the second node below would otherwise reuse these
+# (downloaded) ones, and GC would unmount its store layers at a moment that
+# depends on timing.
+ctr --address "$CTD_SOCK" --namespace lie images rm --sync "$REGISTRY/e2e/app:v1-lie" >/dev/null
+wait_until "the lying image's snapshots removed" \
+  '[[ -z $(ctr --address "$CTD_SOCK" --namespace lie snapshots --snapshotter accel2 ls | tail -n +2) ]]'
+wait_until "the lying image's store layer unmounted" '[[ $(fuse_mounts accel2) == 0 ]]'
 
 echo "== a second node (daemon accel2, same store)"
 rpull --snapshotter accel2 "$dst"
-[[ $(fuse_mounts accel2) == 3 ]] || fail "second daemon did not mount the store layers"
+[[ $(fuse_mounts accel2) == 3 ]] || fail "second daemon: $(fuse_mounts accel2) store mounts, want 3: $(grep accel2 /proc/mounts)"
 out=$(ctrc run --rm --snapshotter accel2 "$dst" c2 cat /opq/new-file)
 [[ $out == new ]] || fail "second daemon: container read [$out]"
 
