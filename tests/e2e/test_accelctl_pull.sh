@@ -37,8 +37,10 @@ ctrc images ls -q | grep -qx "$dst" || fail "no image record for $dst"
 ctrc leases ls -q | grep -q accelctl-pull && fail "the pull's lease was left behind"
 out=$(ctrc run --rm --snapshotter accel "$dst" c1 cat /data/file /opq/new-file)
 [[ $out == $'regular\nnew' ]] || fail "container read [$out]"
-# Again: every layer is already there.
-pull "$dst" > "$ENV_TMP/pull2.out" || fail "second pull failed"
+# Again, with containerd's socket and namespace from the environment (and
+# the default snapshotter, accel): every layer is already there.
+CONTAINERD_ADDRESS=$CTD_SOCK CONTAINERD_NAMESPACE=e2e accelctl pull --plain-http "$dst" > "$ENV_TMP/pull2.out" ||
+  fail "second pull (environment) failed"
 [[ $(grep -c 'already unpacked' "$ENV_TMP/pull2.out") == 3 ]] || fail "second pull: $(cat "$ENV_TMP/pull2.out")"
 
 echo "== the same target into overlayfs: every layer is declined and downloaded"
