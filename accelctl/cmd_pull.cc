@@ -5,9 +5,13 @@
 // downloaded into containerd's content store and unpacked with its diff
 // service.
 
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -67,7 +71,8 @@ not downloaded; the others are downloaded into containerd's content store
 and unpacked there. The image record REF then points at the manifest, so
 'ctr run --snapshotter NAME REF' starts it. Layers to download are
 fetched --parallel at a time while the ones below them are unpacked. One
-line per layer on stdout, and a byte counter on a terminal.
+line per layer on stdout, and a byte counter on a terminal. Interrupted
+(Ctrl-C, SIGTERM), it deletes its lease so containerd removes what it wrote.
 
   --address SOCKET   containerd's socket ($CONTAINERD_ADDRESS, else
                      /run/containerd/containerd.sock)
@@ -115,11 +120,28 @@ absl::Status SnapshotterError(const grpc::Status& s, const std::string& sn, absl
   return FromGrpc(s, what);
 }
 
+// The id of the pull's lease, shared with the interrupt handler's thread.
+class LeaseBox {
+ public:
+  void Set(std::string id) {
+    absl::MutexLock lock(&mu_);
+    id_ = std::move(id);
+  }
+  std::string Get() const {
+    absl::MutexLock lock(&mu_);
+    return id_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::string id_ ABSL_GUARDED_BY(mu_);
+};
+
 // The calls to one containerd, in one namespace, under one lease.
 class Containerd {
  public:
-  Containerd(const std::string& address, std::string ns)
-      : address_(address), ns_(std::move(ns)) {
+  Containerd(const std::string& address, std::string ns, LeaseBox* box = nullptr)
+      : address_(address), ns_(std::move(ns)), box_(box) {
     channel_ = grpc::CreateChannel(absl::StrCat("unix:", address), grpc::InsecureChannelCredentials());
     content_ = contentpb::Content::NewStub(channel_);
     diff_ = diffpb::Diff::NewStub(channel_);
@@ -153,6 +175,7 @@ class Containerd {
     leasespb::CreateResponse resp;
     ACCEL_RETURN_IF_ERROR(FromGrpc(leases_->Create(&ctx, req, &resp), "create lease"));
     lease_ = resp.lease().id();
+    if (box_ != nullptr) box_->Set(lease_);
     return absl::OkStatus();
   }
 
@@ -168,14 +191,22 @@ class Containerd {
     return FromGrpc(leases_->AddResource(&ctx, req, &resp), absl::StrCat("lease snapshot ", key));
   }
 
-  void DeleteLease() {
+  // Deletes the lease; with `sync`, containerd's garbage collection has
+  // removed what only the lease held when this returns.
+  void DeleteLease(bool sync = false) {
     if (lease_.empty()) return;
     std::string id = lease_;
     lease_.clear();
+    if (box_ != nullptr) box_->Set("");
+    DeleteLeaseId(id, sync);
+  }
+
+  void DeleteLeaseId(const std::string& id, bool sync) {
     grpc::ClientContext ctx;
     Setup(ctx);
     leasespb::DeleteRequest req;
     req.set_id(id);
+    req.set_sync(sync);
     google::protobuf::Empty resp;
     grpc::Status s = leases_->Delete(&ctx, req, &resp);
     if (!s.ok()) {
@@ -399,6 +430,7 @@ class Containerd {
  private:
   const std::string address_;
   const std::string ns_;
+  LeaseBox* const box_;
   std::string lease_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<contentpb::Content::Stub> content_;
@@ -691,6 +723,70 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
   return absl::OkStatus();
 }
 
+// SIGINT, SIGTERM or SIGHUP during a pull: deletes the pull's lease with a
+// synchronous garbage collection, so containerd removes every blob and
+// snapshot the pull wrote and nothing half-done is left, then exits with
+// 128 + the signal. The handler only writes the signal number to a pipe;
+// a thread of its own does the rest. Signals ignored when the pull starts
+// (a background job's SIGINT, nohup's SIGHUP) stay ignored.
+int g_interrupt_pipe = -1;
+
+void OnInterrupt(int sig) {
+  const int saved = errno;
+  const unsigned char b = static_cast<unsigned char>(sig);
+  [[maybe_unused]] ssize_t n = ::write(g_interrupt_pipe, &b, 1);
+  errno = saved;
+}
+
+class InterruptCleanup {
+ public:
+  InterruptCleanup(std::string address, std::string ns, const LeaseBox& box) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return;  // no cleanup on signals; the lease still expires
+    read_fd_ = fds[0];
+    g_interrupt_pipe = fds[1];
+    for (int sig : kSignals) {
+      struct sigaction old {};
+      ::sigaction(sig, nullptr, &old);
+      if (old.sa_handler == SIG_IGN) continue;
+      struct sigaction sa {};
+      sa.sa_handler = OnInterrupt;
+      sigemptyset(&sa.sa_mask);
+      ::sigaction(sig, &sa, nullptr);
+      installed_.push_back({sig, old});
+    }
+    thread_ = std::thread([this, address = std::move(address), ns = std::move(ns), &box] {
+      unsigned char b = 0;
+      while (::read(read_fd_, &b, 1) < 0 && errno == EINTR) {
+      }
+      if (b == 0) return;  // the pull ended
+      const int sig = b;
+      const std::string lease = box.Get();
+      std::fprintf(stderr, "\naccelctl: pull: interrupted (%s)%s\n", strsignal(sig),
+                   lease.empty() ? "" : "; removing what it wrote");
+      if (!lease.empty()) Containerd(address, ns).DeleteLeaseId(lease, /*sync=*/true);
+      std::fflush(stdout);
+      std::_Exit(128 + sig);
+    });
+  }
+  ~InterruptCleanup() {
+    if (read_fd_ < 0) return;
+    for (const auto& [sig, old] : installed_) ::sigaction(sig, &old, nullptr);
+    const unsigned char zero = 0;
+    [[maybe_unused]] ssize_t n = ::write(g_interrupt_pipe, &zero, 1);
+    thread_.join();
+    ::close(read_fd_);
+    ::close(g_interrupt_pipe);
+    g_interrupt_pipe = -1;
+  }
+
+ private:
+  static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
+  int read_fd_ = -1;
+  std::vector<std::pair<int, struct sigaction>> installed_;
+  std::thread thread_;
+};
+
 }  // namespace
 
 int RunPull(const Args& args) {
@@ -740,10 +836,12 @@ int RunPull(const Args& args) {
     if (!p.ok()) return Fail(absl::StrCat("pull: ", p.status().message()), 2);
     opts.platform = *p;
   }
+  LeaseBox lease_box;
+  InterruptCleanup interrupt(address, ns, lease_box);
   // As many registry transfers at once as download workers.
   absl::StatusOr<std::unique_ptr<Client>> client = MakeRegistryClient(rf, opts.parallel);
   if (!client.ok()) return Fail(absl::StrCat("pull: ", client.status().message()));
-  Containerd ctd(address, ns);
+  Containerd ctd(address, ns, &lease_box);
   if (absl::Status s = ctd.Connect(); !s.ok()) return Fail(absl::StrCat("pull: ", s.message()));
   absl::Time start = absl::Now();
   Progress progress(::isatty(STDOUT_FILENO) == 1);

@@ -155,6 +155,38 @@ out=$(ctrc run --rm --snapshotter accel "$REGISTRY/e2e/race:v1" c5 sh -c 'cat /r
 [[ $out == $((9 << 20)) ]] || fail "race image: container saw [$out]"
 ctrc images rm --sync "$REGISTRY/e2e/race:v1" > /dev/null
 
+echo "== an interrupted pull (SIGTERM mid-download) leaves nothing behind"
+# (SIGTERM: bash starts background jobs with SIGINT ignored.)
+build_busybox_image "$ENV_TMP/oci:slow"
+mkdir -p "$ENV_TMP/slow-l2/s"
+head -c $((2 << 20)) /dev/urandom > "$ENV_TMP/slow-l2/s/blob"
+add_layer "$ENV_TMP/oci:slow" "$ENV_TMP/slow-l2"
+push_image "$ENV_TMP/oci:slow" e2e/slow:v1
+# A proxy that sends the first 500 kB of a big layer blob, then nothing.
+pport=$(free_port)
+python3 "$ENV_TOP/tests/e2e/fault_proxy.py" --port "$pport" --upstream "$REGISTRY" \
+  --plan stall:500000:60,stall:500000:60 --lifetime 120 &
+ENV_PIDS+=($!)
+wait_for "fault proxy" curl -fsS "http://127.0.0.1:$pport/v2/"
+slow=127.0.0.1:$pport/e2e/slow:v1
+# The binary itself in the background (not a shell function), so $! is its PID.
+"$ACCEL_BIN_DIR/accelctl" pull --address "$CTD_SOCK" --namespace e2e --plain-http "$slow" \
+  > "$ENV_TMP/slow.out" 2> "$ENV_TMP/slow.err" & ppid=$!
+wait_until "the slow pull's lease" '[[ -n $(ctrc leases ls -q | grep accelctl-pull) ]]'
+wait_until "the slow pull's download" '[[ -n $(ctrc content active | tail -n +2) ]]'
+kill -TERM "$ppid"
+rc=0; wait "$ppid" || rc=$?
+cat "$ENV_TMP/slow.out" "$ENV_TMP/slow.err"
+[[ $rc == 143 ]] || fail "interrupted pull exited $rc, want 143"
+grep -q 'interrupted (Terminated); removing what it wrote' "$ENV_TMP/slow.err" || fail "no interrupt message"
+ctrc leases ls -q | grep -q accelctl-pull && fail "the interrupted pull's lease was left behind"
+[[ -z $(ctrc content active | tail -n +2) ]] || fail "partial downloads left: $(ctrc content active)"
+ctrc snapshots --snapshotter accel ls | grep -q extract- && fail "an extract snapshot was left behind"
+for d in $(skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/e2e/slow:v1" | jq -r '.layers[].digest'); do
+  ctrc content ls -q | grep -qx "$d" && fail "layer blob $d of the interrupted pull was left in the content store"
+done
+ctrc images ls -q | grep -q "e2e/slow:v1" && fail "the interrupted pull created an image record"
+
 echo "== a wrong --address fails clearly"
 if accelctl pull --address "$ENV_TMP/nope.sock" --namespace e2e --plain-http "$plain" \
     > /dev/null 2> "$ENV_TMP/bad.err"; then
