@@ -1,11 +1,13 @@
 #include "fuse/chunk_cache.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -90,16 +92,87 @@ void ChunkCache::Touch(const std::string& key) {
 
 void ChunkCache::EvictDisk() {
   while (disk_bytes_ > options_.max_disk_bytes && !disk_lru_.empty()) {
-    const std::string key = disk_lru_.back();
-    disk_lru_.pop_back();
-    auto it = disk_.find(key);
-    if (it != disk_.end()) {
-      disk_bytes_ -= it->second.size;
-      disk_.erase(it);
-    }
-    verified_.erase(key);
-    ::unlink(PathOf(key).c_str());
+    const std::string key = disk_lru_.back();  // a copy: DropDisk erases the element
+    DropDisk(key);
   }
+}
+
+void ChunkCache::DropDisk(const std::string& key) {
+  if (auto it = disk_.find(key); it != disk_.end()) {
+    disk_bytes_ -= it->second.size;
+    disk_lru_.erase(it->second.lru);
+    disk_.erase(it);
+  }
+  if (auto it = fds_.find(key); it != fds_.end()) {
+    fd_lru_.erase(it->second.lru);
+    fds_.erase(it);
+  }
+  verified_.erase(key);
+  ::unlink(PathOf(key).c_str());
+}
+
+std::shared_ptr<const UniqueFd> ChunkCache::OpenChunk(const std::string& key) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = fds_.find(key); it != fds_.end()) {
+      fd_lru_.splice(fd_lru_.begin(), fd_lru_, it->second.lru);
+      return it->second.fd;
+    }
+  }
+  auto fd = std::make_shared<const UniqueFd>(::open(PathOf(key).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd->valid()) return nullptr;
+  absl::MutexLock lock(&mu_);
+  if (!verified_.contains(key)) return nullptr;  // dropped meanwhile
+  if (auto it = fds_.find(key); it != fds_.end()) return it->second.fd;  // opened by another reader
+  fd_lru_.push_front(key);
+  fds_.emplace(key, FdEntry{fd, fd_lru_.begin()});
+  while (fds_.size() > kMaxOpenChunks) {
+    fds_.erase(fd_lru_.back());
+    fd_lru_.pop_back();
+  }
+  return fd;
+}
+
+bool ChunkCache::ReadRange(absl::string_view key_view, uint64_t offset, size_t len, char* buf) {
+  const std::string key(key_view);
+  std::shared_ptr<const std::string> in_memory;
+  bool from_file = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = mem_.find(key); it != mem_.end()) {
+      mem_lru_.splice(mem_lru_.begin(), mem_lru_, it->second.lru);
+      Touch(key);
+      in_memory = it->second.data;
+    } else if (auto d = disk_.find(key); d != disk_.end() && verified_.contains(key)) {
+      if (offset > d->second.size || len > d->second.size - offset) return false;
+      Touch(key);
+      from_file = true;
+    }
+  }
+  if (from_file) {
+    if (std::shared_ptr<const UniqueFd> fd = OpenChunk(key)) {
+      size_t done = 0;
+      while (done < len) {
+        ssize_t n = ::pread(fd->get(), buf + done, len - done, static_cast<off_t>(offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<size_t>(n);
+      }
+      if (done == len) return true;
+      ACCEL_LOG(kWarn, "msg=\"dropping an unreadable cached chunk\"", LogField("chunk", key));
+      absl::MutexLock lock(&mu_);
+      DropDisk(key);
+      return false;
+    }
+  }
+  if (in_memory == nullptr) {
+    std::optional<std::shared_ptr<const std::string>> got = Get(key);  // reads and verifies
+    if (!got) return false;
+    in_memory = *std::move(got);
+  }
+  if (offset > in_memory->size() || len > in_memory->size() - offset) return false;
+  std::memcpy(buf, in_memory->data() + offset, len);
+  return true;
 }
 
 void ChunkCache::RememberInMemory(const std::string& key, std::shared_ptr<const std::string> data) {
@@ -132,13 +205,7 @@ std::optional<std::shared_ptr<const std::string>> ChunkCache::Get(absl::string_v
   if (!data.ok() || (!trusted && Sha256::Of(*data) != absl::StrCat("sha256:", key))) {
     ACCEL_LOG(kWarn, "msg=\"dropping a damaged cached chunk\"", LogField("chunk", key));
     absl::MutexLock lock(&mu_);
-    if (auto it = disk_.find(key); it != disk_.end()) {
-      disk_bytes_ -= it->second.size;
-      disk_lru_.erase(it->second.lru);
-      disk_.erase(it);
-    }
-    verified_.erase(key);
-    ::unlink(PathOf(key).c_str());
+    DropDisk(key);
     return std::nullopt;
   }
   auto shared = std::make_shared<const std::string>(*std::move(data));

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/unique_fd.h"
 
 namespace accel::fuse {
 
@@ -44,6 +45,13 @@ class ChunkCache {
 
   // The chunk whose sha256 is `key` (64 hex), or nullopt.
   std::optional<std::shared_ptr<const std::string>> Get(absl::string_view key);
+
+  // Copies bytes [offset, offset + len) of chunk `key` into `buf`. False on
+  // a miss (or a range outside the chunk). A chunk in memory is copied from
+  // there; a verified chunk file is read in just that range through an open
+  // descriptor (kept, so the kernel's readahead follows sequential reads);
+  // an unverified one is read whole and verified first (Get).
+  bool ReadRange(absl::string_view key, uint64_t offset, size_t len, char* buf);
   // Stores `data` (whose sha256 the caller has verified to be `key`).
   absl::Status Put(absl::string_view key, std::shared_ptr<const std::string> data);
 
@@ -57,6 +65,11 @@ class ChunkCache {
   void EvictDisk() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RememberInMemory(const std::string& key, std::shared_ptr<const std::string> data)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops a chunk file that could not be read or verified.
+  void DropDisk(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An open descriptor of verified chunk file `key` (nullptr if it cannot
+  // be opened). Shared: eviction closes it once the last reader is done.
+  std::shared_ptr<const UniqueFd> OpenChunk(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;
   mutable absl::Mutex mu_;
@@ -78,6 +91,14 @@ class ChunkCache {
   uint64_t mem_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Keys whose disk file this process wrote or has verified.
   absl::flat_hash_set<std::string> verified_ ABSL_GUARDED_BY(mu_);
+  // Open descriptors of verified chunk files, least recently used evicted.
+  static constexpr size_t kMaxOpenChunks = 128;
+  struct FdEntry {
+    std::shared_ptr<const UniqueFd> fd;
+    std::list<std::string>::iterator lru;
+  };
+  std::list<std::string> fd_lru_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, FdEntry> fds_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace accel::fuse

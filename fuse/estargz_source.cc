@@ -1,7 +1,6 @@
 #include "fuse/estargz_source.h"
 
 #include <cstring>
-#include <map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -85,17 +84,24 @@ absl::StatusOr<size_t> EstargzSource::ReadAt(const Node& node, uint64_t offset, 
   size_t last = first;
   while (last + 1 < chunks.size() && chunks[last + 1].file_offset < end) ++last;
 
-  // Decoded chunks by index, from the cache or fetched now: missing
-  // neighbours go in one request.
-  std::map<size_t, std::shared_ptr<const std::string>> have;
+  // Each chunk's part of the request, straight from the cache where it is
+  // there; the missing chunks are fetched (neighbours in one request),
+  // decoded, verified and cached.
+  auto part = [&](size_t i) {
+    const Chunk& c = chunks[i];
+    const uint64_t from = std::max(offset, c.file_offset);
+    const uint64_t to = std::min(end, c.file_offset + c.size);
+    return std::make_pair(from, to);
+  };
+  size_t copied = 0;
   std::vector<size_t> missing;
   for (size_t i = first; i <= last; ++i) {
+    const auto [from, to] = part(i);
+    if (to <= from) continue;
     const std::string key = KeyOf(chunks[i]);
-    if (!key.empty()) {
-      if (auto hit = cache_->Get(key)) {
-        have[i] = *hit;
-        continue;
-      }
+    if (!key.empty() && cache_->ReadRange(key, from - chunks[i].file_offset, to - from, buf + (from - offset))) {
+      copied += to - from;
+      continue;
     }
     missing.push_back(i);
   }
@@ -124,24 +130,16 @@ absl::StatusOr<size_t> EstargzSource::ReadAt(const Node& node, uint64_t offset, 
       return decoded.status();
     }
     for (size_t k = 0; k < run.size(); ++k) {
+      const Chunk& c = run[k];
       auto data = std::make_shared<const std::string>(std::move((*decoded)[k]));
-      have[missing[m + k]] = data;
-      const std::string key = KeyOf(run[k]);
-      if (!key.empty()) cache_->Put(key, data).IgnoreError();
+      if (data->size() != c.size) return absl::DataLossError("decoded chunk has the wrong size");
+      const auto [from, to] = part(missing[m + k]);
+      std::memcpy(buf + (from - offset), data->data() + (from - c.file_offset), to - from);
+      copied += to - from;
+      const std::string key = KeyOf(c);
+      if (!key.empty()) cache_->Put(key, std::move(data)).IgnoreError();
     }
     m = n;
-  }
-
-  size_t copied = 0;
-  for (size_t i = first; i <= last; ++i) {
-    const Chunk& c = chunks[i];
-    const std::string& data = *have[i];
-    const uint64_t from = std::max(offset, c.file_offset);
-    const uint64_t to = std::min(end, c.file_offset + c.size);
-    if (to <= from) continue;
-    if (data.size() != c.size) return absl::DataLossError("decoded chunk has the wrong size");
-    std::memcpy(buf + (from - offset), data.data() + (from - c.file_offset), to - from);
-    copied += to - from;
   }
   return copied;
 }

@@ -94,5 +94,55 @@ TEST(ChunkCacheTest, OpenTouchesNothingButItsOwnFiles) {
   EXPECT_EQ(cache->disk_entries(), 0u);
 }
 
+TEST(ChunkCacheTest, ReadRangeFromMemoryFileAndAfterReopen) {
+  TempDir dir;
+  std::string a;
+  for (int i = 0; i < 5000; ++i) a += static_cast<char>('a' + i % 26);
+  char buf[100];
+  {
+    // No memory front: ranges come from the (written, so trusted) file.
+    ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 0}));
+    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 0, 10, buf));  // a miss
+    ASSERT_OK(cache->Put(KeyOf(a), Shared(a)));
+    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 1234, 100, buf));
+    EXPECT_EQ(std::string(buf, 100), a.substr(1234, 100));
+    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 4900, 100, buf));  // up to the end
+    EXPECT_EQ(std::string(buf, 100), a.substr(4900, 100));
+    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 4950, 100, buf));  // past the end
+    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 6000, 1, buf));
+  }
+  {
+    // With a memory front.
+    ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 1 << 20}));
+    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 7, 50, buf));  // verified, then kept in memory
+    EXPECT_EQ(std::string(buf, 50), a.substr(7, 50));
+    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 100, 100, buf));
+    EXPECT_EQ(std::string(buf, 100), a.substr(100, 100));
+  }
+  // A new process does not trust the file until it has verified it: a
+  // damaged file is a miss (and dropped), never wrong bytes.
+  const std::string path = absl::StrCat(dir.path(), "/c/", KeyOf(a).substr(0, 2), "/", KeyOf(a));
+  std::string damaged = a;
+  damaged[3000] = '#';
+  ASSERT_OK(WriteFileAtomic(path, damaged, 0600));
+  ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 0}));
+  EXPECT_FALSE(cache->ReadRange(KeyOf(a), 0, 10, buf));
+  EXPECT_EQ(cache->disk_entries(), 0u);
+}
+
+TEST(ChunkCacheTest, ReadRangeAfterEvictionIsAMiss) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 2500, 0}));
+  const std::string a(1000, 'a'), b(1000, 'b'), c(1000, 'c');
+  char buf[10];
+  ASSERT_OK(cache->Put(KeyOf(a), Shared(a)));
+  ASSERT_TRUE(cache->ReadRange(KeyOf(a), 0, 10, buf));  // opens and keeps a descriptor
+  ASSERT_OK(cache->Put(KeyOf(b), Shared(b)));
+  ASSERT_OK(cache->Put(KeyOf(c), Shared(c)));  // evicts a
+  EXPECT_FALSE(cache->ReadRange(KeyOf(a), 0, 10, buf));
+  ASSERT_TRUE(cache->ReadRange(KeyOf(c), 990, 10, buf));
+  EXPECT_EQ(std::string(buf, 10), std::string(10, 'c'));
+}
+
 }  // namespace
 }  // namespace accel::fuse
