@@ -98,6 +98,7 @@ void ChunkCache::EvictDisk() {
 }
 
 void ChunkCache::DropDisk(const std::string& key) {
+  ++drops_;
   if (auto it = disk_.find(key); it != disk_.end()) {
     disk_bytes_ -= it->second.size;
     disk_lru_.erase(it->second.lru);
@@ -112,17 +113,21 @@ void ChunkCache::DropDisk(const std::string& key) {
 }
 
 std::shared_ptr<const UniqueFd> ChunkCache::OpenChunk(const std::string& key) {
+  uint64_t drops;
   {
     absl::MutexLock lock(&mu_);
     if (auto it = fds_.find(key); it != fds_.end()) {
       fd_lru_.splice(fd_lru_.begin(), fd_lru_, it->second.lru);
       return it->second.fd;
     }
+    drops = drops_;
   }
   auto fd = std::make_shared<const UniqueFd>(::open(PathOf(key).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd->valid()) return nullptr;
   absl::MutexLock lock(&mu_);
-  if (!verified_.contains(key)) return nullptr;  // dropped meanwhile
+  // Dropped (and maybe written again) while opening: this descriptor may be
+  // of the old, unlinked file.
+  if (drops != drops_ || !verified_.contains(key)) return nullptr;
   if (auto it = fds_.find(key); it != fds_.end()) return it->second.fd;  // opened by another reader
   fd_lru_.push_front(key);
   fds_.emplace(key, FdEntry{fd, fd_lru_.begin()});
@@ -133,7 +138,9 @@ std::shared_ptr<const UniqueFd> ChunkCache::OpenChunk(const std::string& key) {
   return fd;
 }
 
-bool ChunkCache::ReadRange(absl::string_view key_view, uint64_t offset, size_t len, char* buf) {
+bool ChunkCache::ReadRange(absl::string_view key_view, uint64_t chunk_size, uint64_t offset, size_t len,
+                           char* buf) {
+  if (offset > chunk_size || len > chunk_size - offset) return false;
   const std::string key(key_view);
   std::shared_ptr<const std::string> in_memory;
   bool from_file = false;
@@ -144,7 +151,7 @@ bool ChunkCache::ReadRange(absl::string_view key_view, uint64_t offset, size_t l
       Touch(key);
       in_memory = it->second.data;
     } else if (auto d = disk_.find(key); d != disk_.end() && verified_.contains(key)) {
-      if (offset > d->second.size || len > d->second.size - offset) return false;
+      if (d->second.size != chunk_size) return false;
       Touch(key);
       from_file = true;
     }
@@ -170,7 +177,7 @@ bool ChunkCache::ReadRange(absl::string_view key_view, uint64_t offset, size_t l
     if (!got) return false;
     in_memory = *std::move(got);
   }
-  if (offset > in_memory->size() || len > in_memory->size() - offset) return false;
+  if (in_memory->size() != chunk_size) return false;
   std::memcpy(buf, in_memory->data() + offset, len);
   return true;
 }
@@ -202,6 +209,8 @@ std::optional<std::shared_ptr<const std::string>> ChunkCache::Get(absl::string_v
     trusted = verified_.contains(key);
   }
   absl::StatusOr<std::string> data = ReadFile(PathOf(key));
+  // Out of descriptors or memory: a miss, but the file may well be fine.
+  if (!data.ok() && absl::IsResourceExhausted(data.status())) return std::nullopt;
   if (!data.ok() || (!trusted && Sha256::Of(*data) != absl::StrCat("sha256:", key))) {
     ACCEL_LOG(kWarn, "msg=\"dropping a damaged cached chunk\"", LogField("chunk", key));
     absl::MutexLock lock(&mu_);

@@ -46,12 +46,13 @@ class ChunkCache {
   // The chunk whose sha256 is `key` (64 hex), or nullopt.
   std::optional<std::shared_ptr<const std::string>> Get(absl::string_view key);
 
-  // Copies bytes [offset, offset + len) of chunk `key` into `buf`. False on
-  // a miss (or a range outside the chunk). A chunk in memory is copied from
+  // Copies bytes [offset, offset + len) of chunk `key`, which must be
+  // `chunk_size` bytes long, into `buf`. False on a miss, a chunk of another
+  // size (a TOC that lies about it) or a range outside it. A chunk in memory is copied from
   // there; a verified chunk file is read in just that range through an open
   // descriptor (kept, so the kernel's readahead follows sequential reads);
   // an unverified one is read whole and verified first (Get).
-  bool ReadRange(absl::string_view key, uint64_t offset, size_t len, char* buf);
+  bool ReadRange(absl::string_view key, uint64_t chunk_size, uint64_t offset, size_t len, char* buf);
   // Stores `data` (whose sha256 the caller has verified to be `key`).
   absl::Status Put(absl::string_view key, std::shared_ptr<const std::string> data);
 
@@ -99,6 +100,9 @@ class ChunkCache {
   };
   std::list<std::string> fd_lru_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, FdEntry> fds_ ABSL_GUARDED_BY(mu_);
+  // Counts DropDisk calls: a descriptor opened while one happened may be of
+  // a file since replaced, and is not kept.
+  uint64_t drops_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace accel::fuse

@@ -41,6 +41,7 @@ absl::Status EstargzSource::FetchRun(absl::Span<const Chunk> run, uint64_t* fetc
   ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> decoded,
                          estargz::DecodeChunks(bytes, start, toc_->compression, run));
   for (size_t i = 0; i < run.size(); ++i) {
+    if (decoded[i].size() != run[i].size) return absl::DataLossError("decoded chunk has the wrong size");
     const std::string key = KeyOf(run[i]);
     if (key.empty()) continue;
     absl::Status s = cache_->Put(key, std::make_shared<const std::string>(std::move(decoded[i])));
@@ -99,7 +100,8 @@ absl::StatusOr<size_t> EstargzSource::ReadAt(const Node& node, uint64_t offset, 
     const auto [from, to] = part(i);
     if (to <= from) continue;
     const std::string key = KeyOf(chunks[i]);
-    if (!key.empty() && cache_->ReadRange(key, from - chunks[i].file_offset, to - from, buf + (from - offset))) {
+    if (!key.empty() &&
+        cache_->ReadRange(key, chunks[i].size, from - chunks[i].file_offset, to - from, buf + (from - offset))) {
       copied += to - from;
       continue;
     }

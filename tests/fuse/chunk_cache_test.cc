@@ -1,5 +1,6 @@
 #include "fuse/chunk_cache.h"
 
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include <string>
@@ -102,22 +103,27 @@ TEST(ChunkCacheTest, ReadRangeFromMemoryFileAndAfterReopen) {
   {
     // No memory front: ranges come from the (written, so trusted) file.
     ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 0}));
-    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 0, 10, buf));  // a miss
+    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 5000, 0, 10, buf));  // a miss
     ASSERT_OK(cache->Put(KeyOf(a), Shared(a)));
-    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 1234, 100, buf));
+    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 5000, 1234, 100, buf));
     EXPECT_EQ(std::string(buf, 100), a.substr(1234, 100));
-    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 4900, 100, buf));  // up to the end
+    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 5000, 4900, 100, buf));  // up to the end
     EXPECT_EQ(std::string(buf, 100), a.substr(4900, 100));
-    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 4950, 100, buf));  // past the end
-    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 6000, 1, buf));
+    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 5000, 4950, 100, buf));  // past the end
+    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 5000, 6000, 1, buf));
+    // A TOC that gives the chunk another size gets nothing from the cache.
+    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 4000, 0, 10, buf));
+    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 6000, 0, 10, buf));
   }
   {
     // With a memory front.
     ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 1 << 20}));
-    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 7, 50, buf));  // verified, then kept in memory
+    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 5000, 7, 50, buf));  // verified, then kept in memory
     EXPECT_EQ(std::string(buf, 50), a.substr(7, 50));
-    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 100, 100, buf));
+    ASSERT_TRUE(cache->ReadRange(KeyOf(a), 5000, 100, 100, buf));
     EXPECT_EQ(std::string(buf, 100), a.substr(100, 100));
+    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 4999, 0, 10, buf));  // wrong size, from memory
+    EXPECT_FALSE(cache->ReadRange(KeyOf(a), 5000, 4990, 20, buf));
   }
   // A new process does not trust the file until it has verified it: a
   // damaged file is a miss (and dropped), never wrong bytes.
@@ -126,22 +132,48 @@ TEST(ChunkCacheTest, ReadRangeFromMemoryFileAndAfterReopen) {
   damaged[3000] = '#';
   ASSERT_OK(WriteFileAtomic(path, damaged, 0600));
   ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 0}));
-  EXPECT_FALSE(cache->ReadRange(KeyOf(a), 0, 10, buf));
+  EXPECT_FALSE(cache->ReadRange(KeyOf(a), 5000, 0, 10, buf));
   EXPECT_EQ(cache->disk_entries(), 0u);
 }
 
-TEST(ChunkCacheTest, ReadRangeAfterEvictionIsAMiss) {
+int OpenFds() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d) != nullptr) ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+TEST(ChunkCacheTest, ReadRangeAfterEvictionIsAMissAndClosesItsDescriptor) {
   TempDir dir;
   ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 2500, 0}));
   const std::string a(1000, 'a'), b(1000, 'b'), c(1000, 'c');
   char buf[10];
+  const int fds0 = OpenFds();
   ASSERT_OK(cache->Put(KeyOf(a), Shared(a)));
-  ASSERT_TRUE(cache->ReadRange(KeyOf(a), 0, 10, buf));  // opens and keeps a descriptor
+  ASSERT_TRUE(cache->ReadRange(KeyOf(a), 1000, 0, 10, buf));  // opens and keeps a descriptor
+  EXPECT_EQ(OpenFds(), fds0 + 1);
   ASSERT_OK(cache->Put(KeyOf(b), Shared(b)));
-  ASSERT_OK(cache->Put(KeyOf(c), Shared(c)));  // evicts a
-  EXPECT_FALSE(cache->ReadRange(KeyOf(a), 0, 10, buf));
-  ASSERT_TRUE(cache->ReadRange(KeyOf(c), 990, 10, buf));
+  ASSERT_OK(cache->Put(KeyOf(c), Shared(c)));  // evicts a, and closes its descriptor
+  EXPECT_EQ(OpenFds(), fds0);
+  EXPECT_FALSE(cache->ReadRange(KeyOf(a), 1000, 0, 10, buf));
+  ASSERT_TRUE(cache->ReadRange(KeyOf(c), 1000, 990, 10, buf));
   EXPECT_EQ(std::string(buf, 10), std::string(10, 'c'));
+}
+
+TEST(ChunkCacheTest, KeepsAtMost128Descriptors) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto cache, ChunkCache::Open({dir.path() + "/c", 1 << 20, 0}));
+  const int fds0 = OpenFds();
+  char buf[4];
+  for (int i = 0; i < 200; ++i) {
+    const std::string data = absl::StrCat("chunk ", i);
+    ASSERT_OK(cache->Put(KeyOf(data), Shared(data)));
+    ASSERT_TRUE(cache->ReadRange(KeyOf(data), data.size(), 0, 4, buf));
+    EXPECT_EQ(std::string(buf, 4), "chun");
+  }
+  EXPECT_EQ(OpenFds(), fds0 + 128);
 }
 
 }  // namespace
