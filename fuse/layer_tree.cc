@@ -349,6 +349,24 @@ absl::StatusOr<std::unique_ptr<const LayerTree>> TreeBuilder::Finish() {
 
   std::vector<uint32_t> ino_of(nodes_.size(), 0);  // builder index -> ino
   tree->nodes_.reserve(nodes_.size());
+  // Sizes the arena and the child tables up front: growing them while
+  // appending copied the whole arena again at every doubling.
+  {
+    size_t text = 64, children = 0, xattrs = 0;
+    for (const BNode& b : nodes_) {
+      text += b.text.size() + 1;
+      for (const auto& [k, v] : b.xattrs) text += k.size() + v.size() + 2;
+      xattrs += b.xattrs.size() + (b.opaque ? 1 : 0);
+      if (b.children != nullptr) {
+        children += b.children->size();
+        for (const auto& [name, child] : *b.children) text += name.size() + 1;
+      }
+    }
+    tree->arena_.reserve(text);
+    tree->child_names_.reserve(children);
+    tree->child_inos_.reserve(children);
+    tree->xattrs_.reserve(xattrs);
+  }
   // Lays out builder node `b` as inode number nodes_.size() + 1.
   auto emit = [&](uint32_t b, uint32_t parent_ino) {
     BNode& s = nodes_[b];
