@@ -4,6 +4,7 @@
 # container, then removing the images, N times over: every FUSE mount goes
 # with its snapshot, Cleanup frees the directories, and neither mounts,
 # snapshot directories, the daemon's descriptors nor its threads grow.
+# Odd cycles pull with ctr-remote rpull, even ones with accelctl pull.
 #
 #   ACCEL_GC_CYCLES=50 tests/e2e/test_gc_cycles.sh     (default 10, the CI mode)
 source "$(dirname "$0")/env.sh"
@@ -27,7 +28,13 @@ targets=("$src-acc" "$REGISTRY/e2e/app:v1-esgz")
 
 cycle() {
   local i=$1 t
-  for t in "${targets[@]}"; do rpull "$t"; done
+  for t in "${targets[@]}"; do
+    if ((i % 2)); then
+      rpull "$t"
+    else
+      accelctl pull --address "$CTD_SOCK" --namespace e2e --plain-http "$t" > /dev/null
+    fi
+  done
   [[ $(fuse_mounts) == 6 ]] || fail "cycle $i: $(fuse_mounts) FUSE mounts after the pulls (want 6)"
   out=$(ctrc run --rm --snapshotter accel "${targets[0]}" "c$i" cat /opq/new-file)
   [[ $out == new ]] || fail "cycle $i: store image read [$out]"
