@@ -27,15 +27,7 @@ blob_bytes() { registry_blob_bytes "$1"; }
 echo "building a ${MIB} MiB image and converting it with ctr-remote ..."
 build_busybox_image "$ENV_TMP/oci:app"
 l=$ENV_TMP/l-data; mkdir -p "$l/data" "$l/etc"
-python3 - "$l/data" "$MIB" <<'PY'
-import os, sys
-blocks = [os.urandom(2048) * 2 for _ in range(256)]
-per_file = int(sys.argv[2]) * 256 // 64
-for f in range(64):
-    with open(f"{sys.argv[1]}/blob{f:02d}.bin", "wb") as out:
-        for i in range(per_file):
-            out.write(blocks[(i * 7919 + f) % 256])
-PY
+data_files "$l/data" "$MIB" 64
 echo "hello" > "$l/etc/small.txt"
 add_layer "$ENV_TMP/oci:app" "$l"
 rm -rf "$l"

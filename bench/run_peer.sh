@@ -62,15 +62,7 @@ secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 
 echo "building a ${MIB} MiB image (two variants) and converting with ctr-remote ..."
 l=$ENV_TMP/l-data; mkdir -p "$l/data" "$l/etc"
-python3 - "$l/data" "$MIB" <<'PY'
-import os, sys
-blocks = [os.urandom(2048) * 2 for _ in range(256)]
-per_file = int(sys.argv[2]) * 256 // 64
-for f in range(64):
-    with open(f"{sys.argv[1]}/blob{f:02d}.bin", "wb") as out:
-        for i in range(per_file):
-            out.write(blocks[(i * 7919 + f) % 256])
-PY
+data_files "$l/data" "$MIB" 64
 for v in v1 v2; do
   echo "hello $v" > "$l/etc/small.txt"
   build_busybox_image "$ENV_TMP/oci:$v"

@@ -28,15 +28,7 @@ echo "building the image ($MIB MiB in $LAYERS layers) ..."
 build_busybox_image "$ENV_TMP/oci:img"
 for ((i = 0; i < LAYERS; i++)); do
   l=$ENV_TMP/l-$i; mkdir -p "$l/layer$i"
-  python3 - "$l/layer$i" "$((MIB / LAYERS))" <<'PY'
-import os, sys
-blocks = [os.urandom(2048) * 2 for _ in range(256)]
-d, mib = sys.argv[1], int(sys.argv[2])
-for n in range(max(1, mib // 4)):
-    with open(f"{d}/f{n:04d}", "wb") as f:
-        for i in range(1024):
-            f.write(blocks[(i * 7919 + n) % 256])
-PY
+  data_files "$l/layer$i" "$((MIB / LAYERS))" "$(( MIB / LAYERS / 4 > 0 ? MIB / LAYERS / 4 : 1 ))"
   add_layer "$ENV_TMP/oci:img" "$l"
   rm -rf "$l"
 done
