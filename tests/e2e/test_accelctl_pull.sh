@@ -85,6 +85,19 @@ cat "$ENV_TMP/plain.out"
 [[ $(grep -c 'downloaded and unpacked' "$ENV_TMP/plain.out") == 2 ]] || fail "expected 2 downloaded layers"
 out=$(ctrc run --rm --snapshotter accel "$plain" c2 cat /etc/plain-file)
 [[ $out == plain ]] || fail "plain image: container read [$out]"
+# A layer compressed with zstd (containerd's diff service unpacks it). skopeo
+# reuses blobs the registry already has, so the busybox layer may stay gzip.
+build_busybox_image "$ENV_TMP/oci:zstd"
+mkdir -p "$ENV_TMP/zstd-l2/etc"
+echo zstd > "$ENV_TMP/zstd-l2/etc/zstd-file"
+add_layer "$ENV_TMP/oci:zstd" "$ENV_TMP/zstd-l2"
+skopeo copy --quiet --dest-tls-verify=false --dest-compress-format zstd --dest-compress \
+  "oci:$ENV_TMP/oci:zstd" "docker://$REGISTRY/e2e/zstd:v1"
+[[ $(skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/e2e/zstd:v1" | jq -r '.layers[1].mediaType') == *zstd ]] ||
+  fail "the zstd image's top layer is not zstd"
+pull "$REGISTRY/e2e/zstd:v1" > "$ENV_TMP/zstd.out" 2>&1 || fail "accelctl pull (zstd) failed: $(cat "$ENV_TMP/zstd.out")"
+out=$(ctrc run --rm --snapshotter accel "$REGISTRY/e2e/zstd:v1" c2z cat /etc/zstd-file)
+[[ $out == zstd ]] || fail "zstd image: container read [$out]"
 
 echo "== an index: the host's platform by default, another with --platform"
 skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false "docker://$plain" "docker://$REGISTRY/e2e/multi:amd64"
@@ -202,7 +215,7 @@ fi
 cat "$ENV_TMP/nosn.err"
 grep -q 'no snapshotter "nosuch"' "$ENV_TMP/nosn.err" || fail "unclear error: $(cat "$ENV_TMP/nosn.err")"
 echo "== removing the pulled images lets containerd's GC remove every snapshot"
-ctrc images rm --sync "$dst" "$esgz" "$plain" > /dev/null
+ctrc images rm --sync "$dst" "$esgz" "$plain" "$REGISTRY/e2e/zstd:v1" > /dev/null
 ctrc content prune references > /dev/null 2>&1 || true
 ctrc images ls -q | grep -q . && fail "images left: $(ctrc images ls -q)"
 left=$(ctrc snapshots --snapshotter accel ls | tail -n +2)
