@@ -504,7 +504,7 @@ class Prefetcher {
     if (slots_[i]) return;
     slots_[i] = std::make_unique<Slot>();
     queue_.push_back(i);
-    progress_.AddTotal(1);
+    progress_.AddTotal(1, layers_[i].size);
   }
 
   // Waits for layer i's blob to be in the content store (queuing it first

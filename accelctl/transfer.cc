@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -25,7 +26,7 @@ void Progress::SetTotal(int blobs) {
 void Progress::Bytes(int64_t delta) {
   absl::MutexLock lock(&mu_);
   bytes_ += delta;
-  Draw();
+  Draw(/*force=*/false);
 }
 
 void Progress::Done(const Descriptor& d, absl::string_view how) {
@@ -41,9 +42,10 @@ void Progress::Done(const Descriptor& d, absl::string_view how) {
   }
 }
 
-void Progress::AddTotal(int blobs) {
+void Progress::AddTotal(int blobs, int64_t bytes) {
   absl::MutexLock lock(&mu_);
   total_ += blobs;
+  total_bytes_ += bytes;
 }
 
 void Progress::Step() {
@@ -64,10 +66,19 @@ void Progress::Finish() {
   if (tty_) std::fprintf(stdout, "\r\033[K");
 }
 
-void Progress::Draw() {
+void Progress::Draw(bool force) {
   if (!tty_) return;
-  std::fprintf(stdout, "\r\033[Kblobs %d/%d, %.1f MiB transferred", done_, total_,
-               static_cast<double>(bytes_) / (1 << 20));
+  const absl::Time now = absl::Now();
+  if (!force && now - last_draw_ < absl::Milliseconds(100)) return;
+  last_draw_ = now;
+  if (total_bytes_ > 0) {
+    std::fprintf(stdout, "\r\033[Kblobs %d/%d, %.1f of %.1f MiB (%d%%)", done_, total_,
+                 static_cast<double>(bytes_) / (1 << 20), static_cast<double>(total_bytes_) / (1 << 20),
+                 static_cast<int>(std::min<int64_t>(100, bytes_ * 100 / total_bytes_)));
+  } else {
+    std::fprintf(stdout, "\r\033[Kblobs %d/%d, %.1f MiB transferred", done_, total_,
+                 static_cast<double>(bytes_) / (1 << 20));
+  }
   std::fflush(stdout);
 }
 

@@ -13,6 +13,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "registry/client.h"
 #include "registry/manifest.h"
 #include "registry/reference.h"
@@ -29,18 +31,21 @@ class Progress {
   void Done(const registry::Descriptor& d, absl::string_view how);
   // Counts one blob as done without a line of its own.
   void Step();
-  // Adds to the number of blobs expected.
-  void AddTotal(int blobs);
+  // Adds to the number of blobs (and of bytes, if known) expected.
+  void AddTotal(int blobs, int64_t bytes = 0);
   void Line(const std::string& text);
   void Finish();
 
  private:
-  void Draw() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Redraws the live line; unless `force`, at most every 100 ms.
+  void Draw(bool force = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const bool tty_;
   absl::Mutex mu_;
   int total_ ABSL_GUARDED_BY(mu_) = 0;
   int done_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t total_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_draw_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 // Copies blob `d` from `src` to `dst` unless `dst` has it: mounted within
