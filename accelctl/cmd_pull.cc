@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -121,20 +122,30 @@ absl::Status SnapshotterError(const grpc::Status& s, const std::string& sn, absl
 }
 
 // The id of the pull's lease, shared with the interrupt handler's thread.
+// Whoever deletes the lease takes it out of the box and holds the box
+// while deleting, so the main thread's delete and the interrupt handler's
+// never overlap and the second one finds nothing to do.
 class LeaseBox {
  public:
   void Set(std::string id) {
     absl::MutexLock lock(&mu_);
     id_ = std::move(id);
   }
-  std::string Get() const {
+  // Runs `fn` with the lease id taken out of the box ("" if there is none
+  // or it was taken already), holding the box meanwhile.
+  void TakeAndRun(const std::function<void(const std::string&)>& fn) {
     absl::MutexLock lock(&mu_);
-    return id_;
+    std::string id = std::move(id_);
+    id_.clear();
+    fn(id);
   }
+  void MarkInterrupted() { interrupted_ = true; }
+  bool interrupted() const { return interrupted_; }
 
  private:
-  mutable absl::Mutex mu_;
+  absl::Mutex mu_;
   std::string id_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> interrupted_{false};
 };
 
 // The calls to one containerd, in one namespace, under one lease.
@@ -197,13 +208,21 @@ class Containerd {
     if (lease_.empty()) return;
     std::string id = lease_;
     lease_.clear();
-    if (box_ != nullptr) box_->Set("");
-    DeleteLeaseId(id, sync);
+    if (box_ == nullptr) {
+      DeleteLeaseId(id, sync);
+      return;
+    }
+    // The interrupt handler may have taken it (and be deleting it).
+    box_->TakeAndRun([&](const std::string& taken) {
+      if (!taken.empty()) DeleteLeaseId(taken, sync);
+    });
   }
 
-  void DeleteLeaseId(const std::string& id, bool sync) {
+  // With a `deadline`, gives up after it (the interrupt path must end).
+  void DeleteLeaseId(const std::string& id, bool sync, absl::Duration deadline = absl::InfiniteDuration()) {
     grpc::ClientContext ctx;
     Setup(ctx);
+    if (deadline != absl::InfiniteDuration()) ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
     leasespb::DeleteRequest req;
     req.set_id(id);
     req.set_sync(sync);
@@ -547,14 +566,18 @@ class Prefetcher {
   absl::Status Download(size_t i) {
     if (cancelled_) return absl::CancelledError("pull stopped");
     const Descriptor& d = layers_[i];
+    int64_t got = 0;
     absl::StatusOr<bool> written = ctd_.WriteBlob(d, [&](const auto& sink) {
       if (cancelled_) return absl::CancelledError("pull stopped");
       return client_.FetchBlob(ref_, d, [&](absl::string_view data) -> absl::Status {
         if (cancelled_) return absl::CancelledError("pull stopped");
+        got += static_cast<int64_t>(data.size());
         progress_.Bytes(static_cast<int64_t>(data.size()));
         return sink(data);
       });
     });
+    // What containerd already had counts as done.
+    if (written.ok() && got < d.size) progress_.Bytes(d.size - got);
     return written.status();
   }
 
@@ -729,28 +752,32 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
 // 128 + the signal. The handler only writes the signal number to a pipe;
 // a thread of its own does the rest. Signals ignored when the pull starts
 // (a background job's SIGINT, nohup's SIGHUP) stay ignored.
-int g_interrupt_pipe = -1;
+std::atomic<int> g_interrupt_pipe{-1};
 
 void OnInterrupt(int sig) {
   const int saved = errno;
   const unsigned char b = static_cast<unsigned char>(sig);
-  [[maybe_unused]] ssize_t n = ::write(g_interrupt_pipe, &b, 1);
+  const int fd = g_interrupt_pipe.load();
+  if (fd >= 0) [[maybe_unused]] ssize_t n = ::write(fd, &b, 1);
   errno = saved;
 }
 
 class InterruptCleanup {
  public:
-  InterruptCleanup(std::string address, std::string ns, const LeaseBox& box) {
+  InterruptCleanup(std::string address, std::string ns, LeaseBox& box) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return;  // no cleanup on signals; the lease still expires
     read_fd_ = fds[0];
-    g_interrupt_pipe = fds[1];
+    write_fd_ = fds[1];
+    ::fcntl(write_fd_, F_SETFL, O_NONBLOCK);  // the handler never blocks
+    g_interrupt_pipe = write_fd_;
     for (int sig : kSignals) {
       struct sigaction old {};
       ::sigaction(sig, nullptr, &old);
       if (old.sa_handler == SIG_IGN) continue;
       struct sigaction sa {};
       sa.sa_handler = OnInterrupt;
+      sa.sa_flags = SA_RESETHAND;  // a second signal kills at once (if cleanup hangs)
       sigemptyset(&sa.sa_mask);
       ::sigaction(sig, &sa, nullptr);
       installed_.push_back({sig, old});
@@ -761,10 +788,14 @@ class InterruptCleanup {
       }
       if (b == 0) return;  // the pull ended
       const int sig = b;
-      const std::string lease = box.Get();
-      std::fprintf(stderr, "\naccelctl: pull: interrupted (%s)%s\n", strsignal(sig),
-                   lease.empty() ? "" : "; removing what it wrote");
-      if (!lease.empty()) Containerd(address, ns).DeleteLeaseId(lease, /*sync=*/true);
+      box.MarkInterrupted();  // the main thread now stays quiet and waits for the exit
+      box.TakeAndRun([&](const std::string& lease) {
+        std::fprintf(stderr, "\naccelctl: pull: interrupted (%s)%s\n", strsignal(sig),
+                     lease.empty() ? "" : "; removing what it wrote");
+        if (!lease.empty()) {
+          Containerd(address, ns).DeleteLeaseId(lease, /*sync=*/true, absl::Seconds(60));
+        }
+      });
       std::fflush(stdout);
       std::_Exit(128 + sig);
     });
@@ -772,17 +803,18 @@ class InterruptCleanup {
   ~InterruptCleanup() {
     if (read_fd_ < 0) return;
     for (const auto& [sig, old] : installed_) ::sigaction(sig, &old, nullptr);
+    g_interrupt_pipe = -1;  // before closing: a late handler must not write to a reused fd
     const unsigned char zero = 0;
-    [[maybe_unused]] ssize_t n = ::write(g_interrupt_pipe, &zero, 1);
-    thread_.join();
+    [[maybe_unused]] ssize_t n = ::write(write_fd_, &zero, 1);
+    thread_.join();  // if a signal came first, this never returns: the thread exits
     ::close(read_fd_);
-    ::close(g_interrupt_pipe);
-    g_interrupt_pipe = -1;
+    ::close(write_fd_);
   }
 
  private:
   static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
   int read_fd_ = -1;
+  int write_fd_ = -1;
   std::vector<std::pair<int, struct sigaction>> installed_;
   std::thread thread_;
 };
@@ -846,6 +878,9 @@ int RunPull(const Args& args) {
   absl::Time start = absl::Now();
   Progress progress(::isatty(STDOUT_FILENO) == 1);
   absl::Status s = Pull(**client, ctd, *ref, opts, progress);
+  // Interrupted: the handler's thread deletes the lease and exits; what
+  // failed here meanwhile (the lease vanished) is not news.
+  while (lease_box.interrupted()) absl::SleepFor(absl::Seconds(1));
   progress.Finish();
   ctd.DeleteLease();
   if (!s.ok()) return Fail(absl::StrCat("pull: ", s.message()));
