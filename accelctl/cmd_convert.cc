@@ -127,27 +127,10 @@ bool IsTarLayer(absl::string_view media_type) {
 absl::StatusOr<std::vector<std::string>> DiffIds(Client& client, const Reference& src,
                                                  const registry::Manifest& manifest) {
   ACCEL_ASSIGN_OR_RETURN(std::string config, client.FetchBlobBytes(src, manifest.config));
-  nlohmann::json j = nlohmann::json::parse(config, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat("image config ", manifest.config.digest, " is not JSON"));
-  }
-  auto rootfs = j.find("rootfs");
-  if (rootfs == j.end() || !rootfs->is_object() || !rootfs->contains("diff_ids") ||
-      !(*rootfs)["diff_ids"].is_array()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("image config ", manifest.config.digest, " has no rootfs.diff_ids"));
-  }
-  std::vector<std::string> out;
-  for (const auto& d : (*rootfs)["diff_ids"]) {
-    if (!d.is_string()) return absl::InvalidArgumentError("rootfs.diff_ids holds a non-string");
-    std::string s = d.get<std::string>();
-    ACCEL_RETURN_IF_ERROR(Annotate(store::ValidateDiffId(s), "image config ", manifest.config.digest));
-    out.push_back(std::move(s));
-  }
-  if (out.size() != manifest.layers.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("image has ", manifest.layers.size(),
-                                                   " layers but its config lists ", out.size(),
-                                                   " diff ids"));
+  ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> out, registry::ConfigDiffIds(config, manifest));
+  // The store names layers by diff id: it takes sha256 only.
+  for (const std::string& d : out) {
+    ACCEL_RETURN_IF_ERROR(Annotate(store::ValidateDiffId(d), "image config ", manifest.config.digest));
   }
   return out;
 }

@@ -25,7 +25,6 @@
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -48,6 +47,7 @@
 #include "registry/digest.h"
 #include "registry/manifest.h"
 #include "registry/reference.h"
+#include "snapshotter/remote_layers.h"
 
 namespace accel::ctl {
 namespace {
@@ -84,11 +84,11 @@ line per layer on stdout, and a byte counter on a terminal. Interrupted
 
 )";
 
-constexpr char kSnapshotRefLabel[] = "containerd.io/snapshot.ref";
-constexpr char kSnapshotLabelPrefix[] = "containerd.io/snapshot/";
-constexpr char kCriImageRef[] = "containerd.io/snapshot/cri.image-ref";
-constexpr char kCriLayerDigest[] = "containerd.io/snapshot/cri.layer-digest";
-constexpr char kCriImageLayers[] = "containerd.io/snapshot/cri.image-layers";
+using snapshotter::kCriImageLayersLabel;
+using snapshotter::kCriRefLabel;
+using snapshotter::kCriDigestLabel;
+using snapshotter::kSnapshotLabelPrefix;
+using snapshotter::kTargetRefLabel;
 constexpr size_t kWriteChunk = 1 << 20;
 constexpr int kWriteWindow = 4;
 
@@ -459,27 +459,6 @@ class Containerd {
   std::unique_ptr<snapspb::Snapshots::Stub> snapshots_;
 };
 
-absl::StatusOr<std::vector<std::string>> ParseDiffIds(const std::string& config, const Descriptor& d,
-                                                      size_t layers) {
-  nlohmann::json j = nlohmann::json::parse(config, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("rootfs") || !j["rootfs"].is_object() ||
-      !j["rootfs"].contains("diff_ids") || !j["rootfs"]["diff_ids"].is_array()) {
-    return absl::InvalidArgumentError(absl::StrCat("image config ", d.digest, " has no rootfs.diff_ids"));
-  }
-  std::vector<std::string> out;
-  for (const auto& v : j["rootfs"]["diff_ids"]) {
-    if (!v.is_string()) return absl::InvalidArgumentError("rootfs.diff_ids holds a non-string");
-    std::string s = v.get<std::string>();
-    ACCEL_RETURN_IF_ERROR(registry::ValidateDigest(s));
-    out.push_back(std::move(s));
-  }
-  if (out.size() != layers) {
-    return absl::InvalidArgumentError(absl::StrCat("image has ", layers, " layers but its config lists ",
-                                                   out.size(), " diff ids"));
-  }
-  return out;
-}
-
 struct PullOptions {
   std::string snapshotter;
   std::string name;  // image record name (REF, normalized)
@@ -602,7 +581,7 @@ std::string ImageLayersLabel(const std::vector<Descriptor>& layers, size_t i) {
   std::string out;
   for (size_t k = i; k < layers.size(); ++k) {
     const size_t add = layers[k].digest.size() + (out.empty() ? 0 : 1);
-    if (std::strlen(kCriImageLayers) + out.size() + add > kMaxLabel) break;
+    if (std::strlen(kCriImageLayersLabel) + out.size() + add > kMaxLabel) break;
     if (!out.empty()) out += ',';
     out += layers[k].digest;
   }
@@ -614,8 +593,7 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
   ACCEL_ASSIGN_OR_RETURN(Client::ResolvedImage image, client.ResolveImage(ref, opts.platform));
   const registry::Manifest& manifest = image.parsed;
   ACCEL_ASSIGN_OR_RETURN(std::string config, client.FetchBlobBytes(ref, manifest.config));
-  ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids,
-                         ParseDiffIds(config, manifest.config, manifest.layers.size()));
+  ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids, registry::ConfigDiffIds(config, manifest));
   const size_t n = manifest.layers.size();
   std::vector<std::string> chains;
   for (size_t i = 0; i < n; ++i) {
@@ -671,10 +649,10 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
     for (const auto& [k, v] : layer.annotations) {
       if (absl::StartsWith(k, kSnapshotLabelPrefix)) labels[k] = v;
     }
-    labels[kSnapshotRefLabel] = chain;
-    labels[kCriImageRef] = ref.String();
-    labels[kCriLayerDigest] = layer.digest;
-    labels[kCriImageLayers] = ImageLayersLabel(manifest.layers, i);
+    labels[kTargetRefLabel] = chain;
+    labels[kCriRefLabel] = ref.String();
+    labels[kCriDigestLabel] = layer.digest;
+    labels[kCriImageLayersLabel] = ImageLayersLabel(manifest.layers, i);
     snapspb::PrepareSnapshotResponse prepared;
     grpc::Status ps = ctd.Prepare(prep, prepared);
     if (ps.error_code() == grpc::StatusCode::ALREADY_EXISTS) {

@@ -138,13 +138,15 @@ std::shared_ptr<const UniqueFd> ChunkCache::OpenChunk(const std::string& key) {
   return fd;
 }
 
-bool ChunkCache::ReadRange(absl::string_view key_view, uint64_t chunk_size, uint64_t offset, size_t len,
+bool ChunkCache::ReadRange(const std::string& key, uint64_t chunk_size, uint64_t offset, size_t len,
                            char* buf) {
   if (offset > chunk_size || len > chunk_size - offset) return false;
-  const std::string key(key_view);
   std::shared_ptr<const std::string> in_memory;
+  std::shared_ptr<const UniqueFd> fd;
   bool from_file = false;
   {
+    // One lock for the common case: in memory, or a verified file whose
+    // descriptor is already open.
     absl::MutexLock lock(&mu_);
     if (auto it = mem_.find(key); it != mem_.end()) {
       mem_lru_.splice(mem_lru_.begin(), mem_lru_, it->second.lru);
@@ -152,12 +154,17 @@ bool ChunkCache::ReadRange(absl::string_view key_view, uint64_t chunk_size, uint
       in_memory = it->second.data;
     } else if (auto d = disk_.find(key); d != disk_.end() && verified_.contains(key)) {
       if (d->second.size != chunk_size) return false;
-      Touch(key);
+      disk_lru_.splice(disk_lru_.begin(), disk_lru_, d->second.lru);
+      if (auto f = fds_.find(key); f != fds_.end()) {
+        fd_lru_.splice(fd_lru_.begin(), fd_lru_, f->second.lru);
+        fd = f->second.fd;
+      }
       from_file = true;
     }
   }
   if (from_file) {
-    if (std::shared_ptr<const UniqueFd> fd = OpenChunk(key)) {
+    if (fd == nullptr) fd = OpenChunk(key);
+    if (fd != nullptr) {
       size_t done = 0;
       while (done < len) {
         ssize_t n = ::pread(fd->get(), buf + done, len - done, static_cast<off_t>(offset + done));

@@ -184,6 +184,34 @@ absl::StatusOr<std::string> DetectManifestMediaType(absl::string_view bytes,
   return mt;
 }
 
+absl::StatusOr<std::vector<std::string>> ConfigDiffIds(absl::string_view config, const Manifest& manifest) {
+  const std::string& digest = manifest.config.digest;
+  json j = json::parse(config.begin(), config.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat("image config ", digest, " is not JSON"));
+  }
+  auto rootfs = j.find("rootfs");
+  if (rootfs == j.end() || !rootfs->is_object() || !rootfs->contains("diff_ids") ||
+      !(*rootfs)["diff_ids"].is_array()) {
+    return absl::InvalidArgumentError(absl::StrCat("image config ", digest, " has no rootfs.diff_ids"));
+  }
+  std::vector<std::string> out;
+  for (const json& d : (*rootfs)["diff_ids"]) {
+    if (!d.is_string()) return absl::InvalidArgumentError("rootfs.diff_ids holds a non-string");
+    std::string s = d.get<std::string>();
+    absl::Status valid = ValidateDigest(s);
+    if (!valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("image config ", digest, ": ", valid.message()));
+    }
+    out.push_back(std::move(s));
+  }
+  if (out.size() != manifest.layers.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("image has ", manifest.layers.size(),
+                                                   " layers but its config lists ", out.size(), " diff ids"));
+  }
+  return out;
+}
+
 absl::StatusOr<Manifest> ParseManifest(absl::string_view bytes, absl::string_view media_type) {
   absl::StatusOr<json> j = ParseJson(bytes, "manifest");
   if (!j.ok()) return j.status();

@@ -98,6 +98,10 @@ absl::StatusOr<std::string> DetectManifestMediaType(absl::string_view bytes,
 // Parse and validate (every descriptor has a media type, a valid digest and a
 // non-negative size). `media_type` is what DetectManifestMediaType found.
 absl::StatusOr<Manifest> ParseManifest(absl::string_view bytes, absl::string_view media_type);
+
+// The image config's rootfs.diff_ids (bottom layer first), each a valid
+// digest, exactly one per layer of `manifest`; `config` is the config blob.
+absl::StatusOr<std::vector<std::string>> ConfigDiffIds(absl::string_view config, const Manifest& manifest);
 absl::StatusOr<Index> ParseIndex(absl::string_view bytes, absl::string_view media_type);
 
 // The first entry of `index` that matches `want`; NotFound listing the

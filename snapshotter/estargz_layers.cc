@@ -16,8 +16,6 @@ namespace {
 
 constexpr char kStargzRefLabel[] = "containerd.io/snapshot/remote/stargz.reference";
 constexpr char kStargzDigestLabel[] = "containerd.io/snapshot/remote/stargz.digest";
-constexpr char kCriRefLabel[] = "containerd.io/snapshot/cri.image-ref";
-constexpr char kCriDigestLabel[] = "containerd.io/snapshot/cri.layer-digest";
 
 // Prioritized files are fetched in ranges this big; the background fetch
 // in ranges of kBackgroundRange so a read is never stuck behind a long one.
