@@ -9,10 +9,9 @@
 #include <cstdlib>
 #include <ctime>
 #include <deque>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -130,7 +129,8 @@ absl::StatusOr<std::vector<std::string>> DiffIds(Client& client, const Reference
   ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> out, registry::ConfigDiffIds(config, manifest));
   // The store names layers by diff id: it takes sha256 only.
   for (const std::string& d : out) {
-    ACCEL_RETURN_IF_ERROR(Annotate(store::ValidateDiffId(d), "image config ", manifest.config.digest));
+    ACCEL_RETURN_IF_ERROR(
+        Annotate(store::ValidateDiffId(d), "image config ", manifest.config.digest));
   }
   return out;
 }
@@ -167,15 +167,15 @@ struct Converted {
 };
 
 absl::Status Convert(Client& client, const store::Store& store, const Reference& src,
-                     const Reference& dst, const registry::Platform& platform, int jobs,
-                     bool tty, Converted& out) {
+                     const Reference& dst, const registry::Platform& platform, int jobs, bool tty,
+                     Converted& out) {
   ACCEL_ASSIGN_OR_RETURN(Client::ResolvedImage image, client.ResolveImage(src, platform));
   const registry::Manifest& manifest = image.parsed;
   for (const Descriptor& l : manifest.layers) {
     if (!IsTarLayer(l.media_type)) {
-      return absl::UnimplementedError(
-          absl::StrCat("layer ", l.digest, " has media type ", l.media_type,
-                       ", which is not a tar layer accel can preload"));
+      return absl::UnimplementedError(absl::StrCat("layer ", l.digest, " has media type ",
+                                                   l.media_type,
+                                                   ", which is not a tar layer accel can preload"));
     }
   }
   ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids, DiffIds(client, src, manifest));
@@ -215,10 +215,10 @@ absl::Status Convert(Client& client, const store::Store& store, const Reference&
         progress.LayerDone(diff_ids[i], "already in the store");
       } else {
         double secs = std::max(1e-3, absl::ToDoubleSeconds(absl::Now() - start));
-        progress.LayerDone(diff_ids[i],
-                           absl::StrFormat("stored: %d entries, %.1f MiB in %.1fs (%.1f MB/s)",
-                                           r->info.entries, r->info.data_bytes / 1048576.0, secs,
-                                           r->info.data_bytes / 1e6 / secs));
+        progress.LayerDone(
+            diff_ids[i],
+            absl::StrFormat("stored: %d entries, %.1f MiB in %.1fs (%.1f MB/s)", r->info.entries,
+                            r->info.data_bytes / 1048576.0, secs, r->info.data_bytes / 1e6 / secs));
         absl::MutexLock lock(&mu);
         out.new_layers++;
         out.layer_bytes += r->info.data_bytes;
@@ -242,7 +242,8 @@ absl::Status Convert(Client& client, const store::Store& store, const Reference&
   }
   for (size_t i = 0; i < diff_ids.size(); ++i) {
     nlohmann::json& layer = doc["layers"][i];
-    if (!layer.is_object()) return absl::InvalidArgumentError("source manifest layer is not an object");
+    if (!layer.is_object())
+      return absl::InvalidArgumentError("source manifest layer is not an object");
     if (!layer.contains("annotations") || !layer["annotations"].is_object()) {
       layer["annotations"] = nlohmann::json::object();
     }
@@ -278,7 +279,8 @@ absl::Status Convert(Client& client, const store::Store& store, const Reference&
   ACCEL_RETURN_IF_ERROR(store.PutImage(record));
   for (const std::string& d : diff_ids) {
     if (!store.HasLayer(d)) {
-      return absl::AbortedError(absl::StrCat("layer ", d, " was removed from the store during the conversion; run it again"));
+      return absl::AbortedError(absl::StrCat(
+          "layer ", d, " was removed from the store during the conversion; run it again"));
     }
   }
   return client.PushManifest(dst, image.manifest.descriptor.media_type, target_bytes);
@@ -343,8 +345,8 @@ int RunConvert(const Args& args) {
 
   absl::Time start = absl::Now();
   Converted out;
-  absl::Status s = Convert(**client, **store, *src, dst, platform, jobs,
-                           ::isatty(STDOUT_FILENO) == 1, out);
+  absl::Status s =
+      Convert(**client, **store, *src, dst, platform, jobs, ::isatty(STDOUT_FILENO) == 1, out);
   if (!s.ok()) return Fail(absl::StrCat("convert: ", s.message()));
   double secs = std::max(1e-3, absl::ToDoubleSeconds(absl::Now() - start));
   std::printf("converted %s to %s (%s): %d new layer(s), %.1f MiB stored in %.1fs (%.1f MB/s)\n",

@@ -30,7 +30,8 @@ using registry::Client;
 using registry::Descriptor;
 using registry::Reference;
 
-constexpr char kCopyUsage[] = R"(Usage: accelctl copy [--platform OS/ARCH[/VARIANT]] [--jobs N] [registry flags] SRC DST
+constexpr char kCopyUsage[] =
+    R"(Usage: accelctl copy [--platform OS/ARCH[/VARIANT]] [--jobs N] [registry flags] SRC DST
 
 Copies image SRC to DST (both references, e.g. 127.0.0.1:5000/app:1 and
 registry.example.com/team/app:1). An index is copied with every platform,
@@ -76,8 +77,8 @@ absl::Status CopyBlobs(Client& client, const Reference& src, const Reference& ds
 }
 
 absl::Status Copy(Client& client, const Reference& src, const Reference& dst,
-                  const std::optional<registry::Platform>& platform, int jobs,
-                  Progress& progress, std::string& pushed_digest) {
+                  const std::optional<registry::Platform>& platform, int jobs, Progress& progress,
+                  std::string& pushed_digest) {
   ACCEL_ASSIGN_OR_RETURN(Client::FetchedManifest top, client.FetchManifest(src));
   // Manifests to push by digest before the top one, and all their blobs.
   std::vector<Client::FetchedManifest> children;
@@ -92,8 +93,8 @@ absl::Status Copy(Client& client, const Reference& src, const Reference& dst,
     } else {
       for (const Descriptor& d : idx.manifests) {
         if (!registry::IsManifestMediaType(d.media_type)) {
-          return absl::UnimplementedError(absl::StrCat(
-              src.String(), ": index entry ", d.digest, " has unsupported type ", d.media_type));
+          return absl::UnimplementedError(absl::StrCat(src.String(), ": index entry ", d.digest,
+                                                       " has unsupported type ", d.media_type));
         }
         ACCEL_ASSIGN_OR_RETURN(Client::FetchedManifest m,
                                client.FetchManifest(src.WithDigest(d.digest)));
@@ -115,12 +116,12 @@ absl::Status Copy(Client& client, const Reference& src, const Reference& dst,
       if (seen.insert(d.digest).second) blobs.push_back(d);
     }
   }
-  progress.Line(absl::StrCat("copying ", src.String(), " -> ", dst.String(), ": ",
-                             manifests.size(), " manifest(s), ", blobs.size(), " blob(s)"));
+  progress.Line(absl::StrCat("copying ", src.String(), " -> ", dst.String(), ": ", manifests.size(),
+                             " manifest(s), ", blobs.size(), " blob(s)"));
   ACCEL_RETURN_IF_ERROR(CopyBlobs(client, src, dst, blobs, jobs, progress));
   for (const Client::FetchedManifest& m : children) {
-    ACCEL_RETURN_IF_ERROR(client.PushManifest(dst.WithDigest(m.descriptor.digest),
-                                              m.descriptor.media_type, m.bytes));
+    ACCEL_RETURN_IF_ERROR(
+        client.PushManifest(dst.WithDigest(m.descriptor.digest), m.descriptor.media_type, m.bytes));
   }
   ACCEL_RETURN_IF_ERROR(client.PushManifest(dst, root.descriptor.media_type, root.bytes));
   pushed_digest = root.descriptor.digest;
@@ -150,7 +151,8 @@ int RunCopy(const Args& args) {
       refs.push_back(a);
     }
   }
-  if (refs.size() != 2) return Fail("copy: want exactly two references, SRC and DST (see --help)", 2);
+  if (refs.size() != 2)
+    return Fail("copy: want exactly two references, SRC and DST (see --help)", 2);
   int jobs = std::atoi(jobs_text.c_str());
   if (jobs < 1 || jobs > 64) return Fail("copy: --jobs must be between 1 and 64", 2);
   absl::StatusOr<Reference> src = registry::ParseReference(refs[0]);

@@ -8,9 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
@@ -66,8 +65,8 @@ struct ConvertedLayer {
   estargz::BuildResult result;
 };
 
-absl::StatusOr<ConvertedLayer> ConvertLayer(Client& client, const Reference& src, const Descriptor& desc,
-                                            const std::string& want_diff_id,
+absl::StatusOr<ConvertedLayer> ConvertLayer(Client& client, const Reference& src,
+                                            const Descriptor& desc, const std::string& want_diff_id,
                                             const estargz::BuildOptions& options) {
   const char* tmpdir = std::getenv("TMPDIR");
   ConvertedLayer out;
@@ -147,7 +146,8 @@ absl::Status ConvertImage(Client& client, const Reference& src, const Reference&
     diff_ids.push_back(d.get<std::string>());
   }
   if (manifest.layers.empty()) return absl::InvalidArgumentError("image has no layers to convert");
-  std::printf("converting %s (%zu layers) to eStargz\n", src.String().c_str(), manifest.layers.size());
+  std::printf("converting %s (%zu layers) to eStargz\n", src.String().c_str(),
+              manifest.layers.size());
   std::fflush(stdout);
 
   std::vector<absl::StatusOr<ConvertedLayer>> results(manifest.layers.size(),
@@ -162,13 +162,14 @@ absl::Status ConvertImage(Client& client, const Reference& src, const Reference&
   auto worker = [&] {
     for (size_t i; (i = next.fetch_add(1)) < manifest.layers.size();) {
       absl::Time start = absl::Now();
-      absl::StatusOr<ConvertedLayer> r = ConvertLayer(client, src, manifest.layers[i], diff_ids[i], options);
+      absl::StatusOr<ConvertedLayer> r =
+          ConvertLayer(client, src, manifest.layers[i], diff_ids[i], options);
       absl::MutexLock lock(&mu);
       if (r.ok()) {
-        std::printf("layer %zu/%zu %s -> %s (%.1f MiB, TOC %s) in %.1fs\n", i + 1, manifest.layers.size(),
-                    manifest.layers[i].digest.c_str(), r->result.blob_digest.c_str(),
-                    r->result.blob_size / 1048576.0, r->result.toc_digest.c_str(),
-                    absl::ToDoubleSeconds(absl::Now() - start));
+        std::printf("layer %zu/%zu %s -> %s (%.1f MiB, TOC %s) in %.1fs\n", i + 1,
+                    manifest.layers.size(), manifest.layers[i].digest.c_str(),
+                    r->result.blob_digest.c_str(), r->result.blob_size / 1048576.0,
+                    r->result.toc_digest.c_str(), absl::ToDoubleSeconds(absl::Now() - start));
         std::fflush(stdout);
       }
       results[i] = std::move(r);
@@ -214,17 +215,20 @@ absl::Status ConvertImage(Client& client, const Reference& src, const Reference&
   config_desc.media_type = registry::media::kOciConfig;
   config_desc.digest = Sha256::Of(new_config);
   config_desc.size = static_cast<int64_t>(new_config.size());
-  ACCEL_ASSIGN_OR_RETURN(std::optional<int64_t> have_config, client.StatBlob(dst, config_desc.digest));
+  ACCEL_ASSIGN_OR_RETURN(std::optional<int64_t> have_config,
+                         client.StatBlob(dst, config_desc.digest));
   if (!have_config) {
     const char* tmpdir = std::getenv("TMPDIR");
     std::string path = absl::StrCat(tmpdir && *tmpdir ? tmpdir : "/tmp", "/accelctl-config-XXXXXX");
     UniqueFd cfd(::mkstemp(path.data()));
     if (!cfd.valid()) return absl::InternalError(absl::StrCat("create temporary file ", path));
     auto rm = absl::MakeCleanup([&] { ::unlink(path.c_str()); });
-    if (::write(cfd.get(), new_config.data(), new_config.size()) != static_cast<ssize_t>(new_config.size())) {
+    if (::write(cfd.get(), new_config.data(), new_config.size()) !=
+        static_cast<ssize_t>(new_config.size())) {
       return absl::ResourceExhaustedError(absl::StrCat("write ", path));
     }
-    ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<registry::BlobReader> reader, registry::OpenFileBlobReader(path));
+    ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<registry::BlobReader> reader,
+                           registry::OpenFileBlobReader(path));
     ACCEL_RETURN_IF_ERROR(client.PushBlob(dst, config_desc, *reader));
   }
   nlohmann::json doc = {{"schemaVersion", 2},
@@ -242,7 +246,8 @@ absl::Status ConvertImage(Client& client, const Reference& src, const Reference&
 
 absl::StatusOr<std::vector<std::string>> ReadPrioritized(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("--prioritize ", path, ": cannot read the file"));
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("--prioritize ", path, ": cannot read the file"));
   std::vector<std::string> out;
   std::string line;
   while (std::getline(in, line)) {
@@ -283,7 +288,8 @@ int RunEstargz(const Args& args) {
   options.allow_missing_prioritized = true;
   if (!chunk_text.empty()) {
     long long n = std::atoll(chunk_text.c_str());
-    if (n < 4096 || n > (1ll << 30)) return Fail("estargz: --chunk-size must be 4096..1073741824", 2);
+    if (n < 4096 || n > (1ll << 30))
+      return Fail("estargz: --chunk-size must be 4096..1073741824", 2);
     options.chunk_size = static_cast<uint64_t>(n);
   }
   if (!prioritize.empty()) {
@@ -307,8 +313,8 @@ int RunEstargz(const Args& args) {
   std::string digest;
   absl::Status s = ConvertImage(**client, *src, *dst, platform, jobs, options, digest);
   if (!s.ok()) return Fail(absl::StrCat("estargz: ", s.message()));
-  std::printf("converted %s to eStargz %s (%s) in %.1fs\n", src->String().c_str(), dst->String().c_str(),
-              digest.c_str(), absl::ToDoubleSeconds(absl::Now() - start));
+  std::printf("converted %s to eStargz %s (%s) in %.1fs\n", src->String().c_str(),
+              dst->String().c_str(), digest.c_str(), absl::ToDoubleSeconds(absl::Now() - start));
   return 0;
 }
 

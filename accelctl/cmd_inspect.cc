@@ -1,7 +1,6 @@
 // accelctl inspect: resolves an image reference and prints its manifest.
 
 #include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -14,7 +13,8 @@
 namespace accel::ctl {
 namespace {
 
-constexpr char kInspectUsage[] = R"(Usage: accelctl inspect [--platform OS/ARCH[/VARIANT]] [--raw] [registry flags] REF
+constexpr char kInspectUsage[] =
+    R"(Usage: accelctl inspect [--platform OS/ARCH[/VARIANT]] [--raw] [registry flags] REF
 
 Resolves REF (e.g. docker.io/library/alpine:3.19, 127.0.0.1:5000/app@sha256:...)
 through the configured mirrors and prints the image manifest as JSON:

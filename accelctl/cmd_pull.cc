@@ -6,6 +6,7 @@
 // service.
 
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,18 +14,16 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -62,7 +61,8 @@ using registry::Client;
 using registry::Descriptor;
 using registry::Reference;
 
-constexpr char kPullUsage[] = R"(Usage: accelctl pull [--address SOCKET] [--namespace NS] [--snapshotter NAME]
+constexpr char kPullUsage[] =
+    R"(Usage: accelctl pull [--address SOCKET] [--namespace NS] [--snapshotter NAME]
                      [--platform OS/ARCH[/VARIANT]] [registry flags] REF
 
 Pulls image REF into containerd and unpacks it for snapshotter NAME, layer
@@ -84,9 +84,9 @@ line per layer on stdout, and a byte counter on a terminal. Interrupted
 
 )";
 
+using snapshotter::kCriDigestLabel;
 using snapshotter::kCriImageLayersLabel;
 using snapshotter::kCriRefLabel;
-using snapshotter::kCriDigestLabel;
 using snapshotter::kSnapshotLabelPrefix;
 using snapshotter::kTargetRefLabel;
 constexpr size_t kWriteChunk = 1 << 20;
@@ -112,11 +112,12 @@ absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
 
 // A snapshots call's error; "unavailable" means containerd could not reach
 // a proxy snapshotter.
-absl::Status SnapshotterError(const grpc::Status& s, const std::string& sn, absl::string_view what) {
+absl::Status SnapshotterError(const grpc::Status& s, const std::string& sn,
+                              absl::string_view what) {
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    return absl::UnavailableError(absl::StrCat(what, ": the snapshotter \"", sn,
-                                               "\" is not answering containerd (", s.error_message(),
-                                               "); is accel-snapshotter running?"));
+    return absl::UnavailableError(
+        absl::StrCat(what, ": the snapshotter \"", sn, "\" is not answering containerd (",
+                     s.error_message(), "); is accel-snapshotter running?"));
   }
   return FromGrpc(s, what);
 }
@@ -153,7 +154,8 @@ class Containerd {
  public:
   Containerd(const std::string& address, std::string ns, LeaseBox* box = nullptr)
       : address_(address), ns_(std::move(ns)), box_(box) {
-    channel_ = grpc::CreateChannel(absl::StrCat("unix:", address), grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel(absl::StrCat("unix:", address), grpc::InsecureChannelCredentials());
     content_ = contentpb::Content::NewStub(channel_);
     diff_ = diffpb::Diff::NewStub(channel_);
     images_ = imagespb::Images::NewStub(channel_);
@@ -219,10 +221,12 @@ class Containerd {
   }
 
   // With a `deadline`, gives up after it (the interrupt path must end).
-  void DeleteLeaseId(const std::string& id, bool sync, absl::Duration deadline = absl::InfiniteDuration()) {
+  void DeleteLeaseId(const std::string& id, bool sync,
+                     absl::Duration deadline = absl::InfiniteDuration()) {
     grpc::ClientContext ctx;
     Setup(ctx);
-    if (deadline != absl::InfiniteDuration()) ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    if (deadline != absl::InfiniteDuration())
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
     leasespb::DeleteRequest req;
     req.set_id(id);
     req.set_sync(sync);
@@ -264,7 +268,8 @@ class Containerd {
     if (!stream->Write(req) || !stream->Read(&resp)) {
       absl::Status s = finish("write content");
       if (absl::IsAlreadyExists(s)) return false;
-      if (s.ok()) s = absl::InternalError(absl::StrCat("content write of ", d.digest, " ended early"));
+      if (s.ok())
+        s = absl::InternalError(absl::StrCat("content write of ", d.digest, " ended early"));
       return s;
     }
     int64_t offset = resp.offset();
@@ -343,7 +348,8 @@ class Containerd {
   }
 
   // Sets `labels` on blob `digest` (other labels are kept).
-  absl::Status LabelBlob(const std::string& digest, const std::map<std::string, std::string>& labels) {
+  absl::Status LabelBlob(const std::string& digest,
+                         const std::map<std::string, std::string>& labels) {
     grpc::ClientContext ctx;
     Setup(ctx);
     contentpb::UpdateRequest req;
@@ -367,15 +373,16 @@ class Containerd {
     grpc::Status s = snapshots_->Stat(&ctx, req, &resp);
     if (s.error_code() == grpc::StatusCode::NOT_FOUND) return false;
     if (!s.ok() && absl::StrContains(s.error_message(), "snapshotter not loaded")) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "containerd has no snapshotter \"", sn, "\" (", s.error_message(),
-          "); is it configured as a proxy plugin and running?"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("containerd has no snapshotter \"", sn, "\" (", s.error_message(),
+                       "); is it configured as a proxy plugin and running?"));
     }
     ACCEL_RETURN_IF_ERROR(SnapshotterError(s, sn, absl::StrCat("stat snapshot ", key)));
     return true;
   }
 
-  grpc::Status Prepare(const snapspb::PrepareSnapshotRequest& req, snapspb::PrepareSnapshotResponse& resp) {
+  grpc::Status Prepare(const snapspb::PrepareSnapshotRequest& req,
+                       snapspb::PrepareSnapshotResponse& resp) {
     grpc::ClientContext ctx;
     Setup(ctx);
     return snapshots_->Prepare(&ctx, req, &resp);
@@ -390,7 +397,8 @@ class Containerd {
     req.set_name(name);
     req.set_key(key);
     google::protobuf::Empty resp;
-    return SnapshotterError(snapshots_->Commit(&ctx, req, &resp), sn, absl::StrCat("commit snapshot ", name));
+    return SnapshotterError(snapshots_->Commit(&ctx, req, &resp), sn,
+                            absl::StrCat("commit snapshot ", name));
   }
 
   void Remove(const std::string& sn, const std::string& key) {
@@ -405,8 +413,9 @@ class Containerd {
 
   // Unpacks blob `d` (in the content store) onto `mounts`; returns the
   // digest of the uncompressed layer.
-  absl::StatusOr<std::string> Apply(const Descriptor& d,
-                                    const google::protobuf::RepeatedPtrField<containerd::types::Mount>& mounts) {
+  absl::StatusOr<std::string> Apply(
+      const Descriptor& d,
+      const google::protobuf::RepeatedPtrField<containerd::types::Mount>& mounts) {
     grpc::ClientContext ctx;
     Setup(ctx);
     diffpb::ApplyRequest req;
@@ -415,7 +424,8 @@ class Containerd {
     req.mutable_diff()->set_size(d.size);
     *req.mutable_mounts() = mounts;
     diffpb::ApplyResponse resp;
-    ACCEL_RETURN_IF_ERROR(FromGrpc(diff_->Apply(&ctx, req, &resp), absl::StrCat("apply layer ", d.digest)));
+    ACCEL_RETURN_IF_ERROR(
+        FromGrpc(diff_->Apply(&ctx, req, &resp), absl::StrCat("apply layer ", d.digest)));
     return resp.applied().digest();
   }
 
@@ -482,9 +492,14 @@ bool HintedRemote(const Descriptor& layer) {
 // destruction.
 class Prefetcher {
  public:
-  Prefetcher(Client& client, Containerd& ctd, const Reference& ref, const std::vector<Descriptor>& layers,
-             int parallel, Progress& progress)
-      : client_(client), ctd_(ctd), ref_(ref), layers_(layers), progress_(progress), slots_(layers.size()) {
+  Prefetcher(Client& client, Containerd& ctd, const Reference& ref,
+             const std::vector<Descriptor>& layers, int parallel, Progress& progress)
+      : client_(client),
+        ctd_(ctd),
+        ref_(ref),
+        layers_(layers),
+        progress_(progress),
+        slots_(layers.size()) {
     for (int t = 0; t < parallel; ++t) workers_.emplace_back([this] { Work(); });
   }
   ~Prefetcher() {
@@ -530,7 +545,8 @@ class Prefetcher {
       Slot* slot;
       {
         absl::MutexLock lock(&mu_);
-        auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+        auto ready = [this]()
+                         ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
         mu_.Await(absl::Condition(&ready));
         if (queue_.empty()) return;
         i = queue_.front();
@@ -593,15 +609,17 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
   ACCEL_ASSIGN_OR_RETURN(Client::ResolvedImage image, client.ResolveImage(ref, opts.platform));
   const registry::Manifest& manifest = image.parsed;
   ACCEL_ASSIGN_OR_RETURN(std::string config, client.FetchBlobBytes(ref, manifest.config));
-  ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids, registry::ConfigDiffIds(config, manifest));
+  ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids,
+                         registry::ConfigDiffIds(config, manifest));
   const size_t n = manifest.layers.size();
   std::vector<std::string> chains;
   for (size_t i = 0; i < n; ++i) {
-    chains.push_back(i == 0 ? diff_ids[0]
-                            : registry::Sha256Digest(absl::StrCat(chains.back(), " ", diff_ids[i])));
+    chains.push_back(i == 0
+                         ? diff_ids[0]
+                         : registry::Sha256Digest(absl::StrCat(chains.back(), " ", diff_ids[i])));
   }
-  progress.Line(absl::StrCat("pulling ", ref.String(), " (", image.manifest.descriptor.digest, "): ", n,
-                             " layer(s) for snapshotter ", opts.snapshotter));
+  progress.Line(absl::StrCat("pulling ", ref.String(), " (", image.manifest.descriptor.digest,
+                             "): ", n, " layer(s) for snapshotter ", opts.snapshotter));
 
   // The highest layer already unpacked (its whole chain is then there). The
   // first Stat also fails early, with a clear message, when the snapshotter
@@ -620,8 +638,10 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
   // nothing, its child holds it).
   if (have > 0) {
     absl::Status s = ctd.LeaseSnapshot(opts.snapshotter, chains[have - 1]);
-    if (absl::IsNotFound(s)) have = 0;  // removed meanwhile: unpack it again
-    else ACCEL_RETURN_IF_ERROR(s);
+    if (absl::IsNotFound(s))
+      have = 0;  // removed meanwhile: unpack it again
+    else
+      ACCEL_RETURN_IF_ERROR(s);
   }
 
   // Layers that are not marked for a remote snapshotter will be downloaded:
@@ -658,11 +678,12 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
     if (ps.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
       // The snapshotter mounted it, or (for a layer nothing marks as remote)
       // another pull committed it since the Stat above.
-      progress.Line(absl::StrCat(prefix, HintedRemote(layer) ? "mounted remotely" : "unpacked by another pull meanwhile"));
+      progress.Line(absl::StrCat(
+          prefix, HintedRemote(layer) ? "mounted remotely" : "unpacked by another pull meanwhile"));
       continue;
     }
-    ACCEL_RETURN_IF_ERROR(
-        SnapshotterError(ps, opts.snapshotter, absl::StrCat("prepare snapshot for layer ", layer.digest)));
+    ACCEL_RETURN_IF_ERROR(SnapshotterError(
+        ps, opts.snapshotter, absl::StrCat("prepare snapshot for layer ", layer.digest)));
     if (HintedRemote(layer)) {
       // Marked for a remote snapshotter but declined (store or registry not
       // reachable from the daemon, say): the ones above likely will be too.
@@ -689,8 +710,9 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
     if (!s.ok() || raced) ctd.Remove(opts.snapshotter, key);
     ACCEL_RETURN_IF_ERROR(s);
     progress.Step();
-    progress.Line(absl::StrCat(prefix, raced ? "unpacked by another pull meanwhile" : "downloaded and unpacked",
-                               " (", absl::StrFormat("%.1f", layer.size / 1048576.0), " MiB)"));
+    progress.Line(absl::StrCat(
+        prefix, raced ? "unpacked by another pull meanwhile" : "downloaded and unpacked", " (",
+        absl::StrFormat("%.1f", layer.size / 1048576.0), " MiB)"));
   }
 
   // The config, then the manifest, with the labels that keep what they
@@ -717,7 +739,8 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
     // Keep the index as the image's target, as containerd does.
     const Descriptor& id = image.index->descriptor;
     ACCEL_RETURN_IF_ERROR(ctd.WriteBlob(id, bytes_of(image.index->bytes)).status());
-    ACCEL_RETURN_IF_ERROR(ctd.LabelBlob(id.digest, {{"containerd.io/gc.ref.content.m.0", md.digest}}));
+    ACCEL_RETURN_IF_ERROR(
+        ctd.LabelBlob(id.digest, {{"containerd.io/gc.ref.content.m.0", md.digest}}));
     target = id;
   }
   ACCEL_RETURN_IF_ERROR(ctd.PutImage(opts.name, target));
@@ -736,7 +759,8 @@ void OnInterrupt(int sig) {
   const int saved = errno;
   const unsigned char b = static_cast<unsigned char>(sig);
   const int fd = g_interrupt_pipe.load();
-  if (fd >= 0) [[maybe_unused]] ssize_t n = ::write(fd, &b, 1);
+  if (fd >= 0) [[maybe_unused]]
+    ssize_t n = ::write(fd, &b, 1);
   errno = saved;
 }
 
@@ -803,7 +827,8 @@ int RunPull(const Args& args) {
   RegistryFlags rf;
   const char* env_address = std::getenv("CONTAINERD_ADDRESS");
   const char* env_ns = std::getenv("CONTAINERD_NAMESPACE");
-  std::string address = env_address && *env_address ? env_address : "/run/containerd/containerd.sock";
+  std::string address =
+      env_address && *env_address ? env_address : "/run/containerd/containerd.sock";
   std::string ns = env_ns && *env_ns ? env_ns : "default";
   std::string snapshotter = "accel";
   std::string platform_text;
@@ -838,7 +863,9 @@ int RunPull(const Args& args) {
   opts.snapshotter = snapshotter;
   opts.name = ref->String();
   if (!absl::SimpleAtoi(parallel_text, &opts.parallel) || opts.parallel < 1 || opts.parallel > 16) {
-    return Fail(absl::StrCat("pull: --parallel wants a number from 1 to 16, not \"", parallel_text, "\""), 2);
+    return Fail(
+        absl::StrCat("pull: --parallel wants a number from 1 to 16, not \"", parallel_text, "\""),
+        2);
   }
   opts.platform = registry::DefaultPlatform();
   if (!platform_text.empty()) {
@@ -862,7 +889,8 @@ int RunPull(const Args& args) {
   progress.Finish();
   ctd.DeleteLease();
   if (!s.ok()) return Fail(absl::StrCat("pull: ", s.message()));
-  std::printf("pulled %s in %.1fs\n", opts.name.c_str(), absl::ToDoubleSeconds(absl::Now() - start));
+  std::printf("pulled %s in %.1fs\n", opts.name.c_str(),
+              absl::ToDoubleSeconds(absl::Now() - start));
   return 0;
 }
 

@@ -3,9 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "accelctl/commands.h"
@@ -47,7 +46,9 @@ nlohmann::json Images(const std::string& dir, const std::set<std::string>& mount
                         : here > 0                     ? "partially-mounted"
                         : present == r.diff_ids.size() ? "available"
                                                        : "incomplete";
-    out.push_back({{"target", r.target}, {"layers", r.diff_ids.size()}, {"mounted_layers", here},
+    out.push_back({{"target", r.target},
+                   {"layers", r.diff_ids.size()},
+                   {"mounted_layers", here},
                    {"state", state}});
   }
   return out;
@@ -102,7 +103,9 @@ int RunStatus(const Args& args) {
   if (store.dir().empty()) {
     out["store"] = {{"configured", false}};
   } else {
-    out["store"] = {{"configured", true}, {"dir", store.dir()}, {"reachable", store.reachable()},
+    out["store"] = {{"configured", true},
+                    {"dir", store.dir()},
+                    {"reachable", store.reachable()},
                     {"id", store.id()}};
     if (!store.error().empty()) out["store"]["error"] = store.error();
     if (store.reachable()) out["images"] = Images(store.dir(), mounted);

@@ -4,9 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -61,7 +60,8 @@ std::set<std::string> MountedLayers(const std::string& address, std::string& not
   std::set<std::string> out;
   absl::StatusOr<::accel::v1::GetStatusResponse> st = QueryDaemon(address, 3);
   if (!st.ok()) {
-    note = absl::StrCat("note: ", st.status().message(), "; assuming no layer is mounted on this node");
+    note = absl::StrCat("note: ", st.status().message(),
+                        "; assuming no layer is mounted on this node");
     return out;
   }
   for (const auto& m : st->mounted_layers()) out.insert(m.layer());
@@ -69,13 +69,20 @@ std::set<std::string> MountedLayers(const std::string& address, std::string& not
 }
 
 nlohmann::json LayerJson(const store::LayerInfo& l) {
-  return {{"layer", l.diff_id},        {"entries", l.entries}, {"data_bytes", l.data_bytes},
-          {"index_bytes", l.index_bytes}, {"created_unix", l.created_unix}};
+  return {{"layer", l.diff_id},
+          {"entries", l.entries},
+          {"data_bytes", l.data_bytes},
+          {"index_bytes", l.index_bytes},
+          {"created_unix", l.created_unix}};
 }
 
 nlohmann::json ImageJson(const store::ImageRecord& r) {
-  return {{"target", r.target},     {"source", r.source},     {"manifest_digest", r.manifest_digest},
-          {"platform", r.platform}, {"layers", r.diff_ids},   {"blobs", r.blobs},
+  return {{"target", r.target},
+          {"source", r.source},
+          {"manifest_digest", r.manifest_digest},
+          {"platform", r.platform},
+          {"layers", r.diff_ids},
+          {"blobs", r.blobs},
           {"created_unix", r.created_unix}};
 }
 
@@ -91,7 +98,9 @@ int Ls(const store::Store& store, bool json) {
     for (const auto& d : std::set<std::string>(r.diff_ids.begin(), r.diff_ids.end())) users[d]++;
   }
   if (json) {
-    nlohmann::json out = {{"store", store.dir()}, {"id", store.id()}, {"images", nlohmann::json::array()},
+    nlohmann::json out = {{"store", store.dir()},
+                          {"id", store.id()},
+                          {"images", nlohmann::json::array()},
                           {"layers", nlohmann::json::array()}};
     for (const auto& r : *images) {
       nlohmann::json j = ImageJson(r);
@@ -136,7 +145,8 @@ int Ls(const store::Store& store, bool json) {
   std::printf("\nLAYERS\n");
   for (const auto& l : *layers) {
     std::printf("  %s  %llu entries  %s  used by %d image(s)\n", l.diff_id.c_str(),
-                static_cast<unsigned long long>(l.entries), Mib(l.data_bytes).c_str(), users[l.diff_id]);
+                static_cast<unsigned long long>(l.entries), Mib(l.data_bytes).c_str(),
+                users[l.diff_id]);
   }
   return 0;
 }
@@ -210,8 +220,8 @@ int Rm(const store::Store& store, const std::string& ref, bool force, const std:
       return Fail(absl::StrCat("store rm: ", s.message()));
     }
   }
-  std::printf("removed %s: %d layer(s) removed, %zu kept for other images\n", target.c_str(), removed,
-              record->diff_ids.size() - remove.size());
+  std::printf("removed %s: %d layer(s) removed, %zu kept for other images\n", target.c_str(),
+              removed, record->diff_ids.size() - remove.size());
   return 0;
 }
 
@@ -240,7 +250,9 @@ int Verify(const store::Store& store, const std::vector<std::string>& what) {
   }
   for (const auto& r : check_images) {
     for (const auto& d : r.diff_ids) {
-      if (!store.HasLayer(d)) problems.push_back({absl::StrCat("image ", r.target), absl::StrCat("layer ", d, " is missing")});
+      if (!store.HasLayer(d))
+        problems.push_back(
+            {absl::StrCat("image ", r.target), absl::StrCat("layer ", d, " is missing")});
     }
   }
   std::set<std::string> done;
@@ -256,8 +268,8 @@ int Verify(const store::Store& store, const std::vector<std::string>& what) {
     problems.insert(problems.end(), p->begin(), p->end());
   }
   for (const auto& p : problems) std::printf("PROBLEM %s: %s\n", p.what.c_str(), p.detail.c_str());
-  std::printf("verified %d layer(s) and %zu image(s): %zu problem(s)\n", checked, check_images.size(),
-              problems.size());
+  std::printf("verified %d layer(s) and %zu image(s): %zu problem(s)\n", checked,
+              check_images.size(), problems.size());
   return problems.empty() ? 0 : 1;
 }
 
@@ -270,8 +282,8 @@ int Gc(const store::Store& store, int64_t grace, const std::string& address) {
   if (!r.ok()) return Fail(absl::StrCat("store gc: ", r.status().message()));
   for (const auto& l : r->removed_layers) std::printf("removed layer %s\n", l.c_str());
   for (const auto& t : r->removed_temporaries) std::printf("removed temporary %s\n", t.c_str());
-  std::printf("gc: %zu layer(s) and %zu temporary file(s) removed, %s freed\n", r->removed_layers.size(),
-              r->removed_temporaries.size(), Mib(r->freed_bytes).c_str());
+  std::printf("gc: %zu layer(s) and %zu temporary file(s) removed, %s freed\n",
+              r->removed_layers.size(), r->removed_temporaries.size(), Mib(r->freed_bytes).c_str());
   return 0;
 }
 
@@ -315,7 +327,8 @@ int RunStore(const Args& args) {
   if (!absl::SimpleAtoi(grace_text, &grace) || grace < 0) {
     return Fail("store gc: --grace must be a number of seconds", 2);
   }
-  const bool known = sub == "ls" || sub == "inspect" || sub == "rm" || sub == "verify" || sub == "gc";
+  const bool known =
+      sub == "ls" || sub == "inspect" || sub == "rm" || sub == "verify" || sub == "gc";
   if (!known) return Fail(absl::StrCat("store: unknown subcommand \"", sub, "\" (see --help)"), 2);
   if ((sub == "inspect" || sub == "rm") && positional.size() != 1) {
     return Fail(absl::StrCat("store ", sub, ": want exactly one image or layer"), 2);

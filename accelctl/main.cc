@@ -24,7 +24,8 @@ constexpr Command kCommands[] = {
     {"convert", RunConvert, "preload an image into the shared store and push its -acc target"},
     {"estargz", RunEstargz, "convert an image's layers to eStargz (lazy pulls) and push it"},
     {"store", RunStore, "list, inspect, remove, verify and gc what the store holds"},
-    {"pull", RunPull, "pull an image into containerd, mounting remote layers instead of downloading"},
+    {"pull", RunPull,
+     "pull an image into containerd, mounting remote layers instead of downloading"},
 };
 
 void PrintUsage(FILE* out) {

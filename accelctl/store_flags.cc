@@ -1,11 +1,10 @@
 #include "accelctl/store_flags.h"
 
+#include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
 #include <chrono>
 #include <cstdlib>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "accel/v1/status.grpc.pb.h"
@@ -13,7 +12,8 @@
 
 namespace accel::ctl {
 
-absl::StatusOr<std::string> ResolveStoreDir(const std::string& flag, const std::string& config_path) {
+absl::StatusOr<std::string> ResolveStoreDir(const std::string& flag,
+                                            const std::string& config_path) {
   if (!flag.empty()) return flag;
   std::string path = config_path;
   struct stat st;
@@ -27,8 +27,8 @@ absl::StatusOr<std::string> ResolveStoreDir(const std::string& flag, const std::
     return absl::InvalidArgumentError(
         absl::StrCat("no store: ", path, " has no `store` key; pass --store DIR"));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "no store: pass --store DIR (or set `store` in ", snapshotter::kDefaultConfigPath, ")"));
+  return absl::InvalidArgumentError(absl::StrCat("no store: pass --store DIR (or set `store` in ",
+                                                 snapshotter::kDefaultConfigPath, ")"));
 }
 
 std::string ResolveDaemonAddress(const std::string& flag) {

@@ -15,7 +15,8 @@ inline constexpr char kDefaultDaemonAddress[] = "/run/accel-snapshotter/snapshot
 // The store directory: `flag` if given, else the `store` key of the daemon
 // config (`config_path`, or /etc/accel/config.toml when that exists).
 // InvalidArgument (saying how to name one) when neither gives a store.
-absl::StatusOr<std::string> ResolveStoreDir(const std::string& flag, const std::string& config_path);
+absl::StatusOr<std::string> ResolveStoreDir(const std::string& flag,
+                                            const std::string& config_path);
 
 // The daemon's socket: `flag`, else $ACCEL_ADDRESS, else the default.
 std::string ResolveDaemonAddress(const std::string& flag);

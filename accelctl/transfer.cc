@@ -73,7 +73,8 @@ void Progress::Draw(bool force) {
   last_draw_ = now;
   if (total_bytes_ > 0) {
     std::fprintf(stdout, "\r\033[Kblobs %d/%d, %.1f of %.1f MiB (%d%%)", done_, total_,
-                 static_cast<double>(bytes_) / (1 << 20), static_cast<double>(total_bytes_) / (1 << 20),
+                 static_cast<double>(bytes_) / (1 << 20),
+                 static_cast<double>(total_bytes_) / (1 << 20),
                  static_cast<int>(std::min<int64_t>(100, bytes_ * 100 / total_bytes_)));
   } else {
     std::fprintf(stdout, "\r\033[Kblobs %d/%d, %.1f MiB transferred", done_, total_,
@@ -129,9 +130,11 @@ absl::Status CopyBlob(Client& client, const Reference& src, const Reference& dst
   return absl::OkStatus();
 }
 
-std::thread StartDownload(Client& client, const Reference& src, const Descriptor& desc, BlobPipe& pipe) {
+std::thread StartDownload(Client& client, const Reference& src, const Descriptor& desc,
+                          BlobPipe& pipe) {
   return std::thread([&client, src, desc, &pipe] {
-    absl::Status s = client.FetchBlob(src, desc, [&](absl::string_view chunk) { return pipe.Push(chunk); });
+    absl::Status s =
+        client.FetchBlob(src, desc, [&](absl::string_view chunk) { return pipe.Push(chunk); });
     pipe.Close(s.ok() ? s : Annotate(s, "download ", desc.digest));
   });
 }

@@ -24,7 +24,8 @@
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: read_bench seq FILE [OFFSET LENGTH] | rand FILE COUNT [OFFSET LENGTH]\n");
+    std::fprintf(stderr,
+                 "usage: read_bench seq FILE [OFFSET LENGTH] | rand FILE COUNT [OFFSET LENGTH]\n");
     return 2;
   }
   const std::string mode = argv[1];

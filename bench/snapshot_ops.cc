@@ -10,6 +10,7 @@
 // Prepare(child) -> Mounts -> Remove(child) -> Remove(committed). Keys are
 // unique per run, in the namespace "accel-bench".
 
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,8 +19,6 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -156,9 +155,10 @@ int main(int argc, char** argv) {
     results.push_back(std::move(r));
   }
 
-  std::printf("snapshot operations through containerd (%d iterations, each: prepare, commit,\n"
-              "prepare child, mounts, remove child, remove layer)\n\n",
-              iterations);
+  std::printf(
+      "snapshot operations through containerd (%d iterations, each: prepare, commit,\n"
+      "prepare child, mounts, remove child, remove layer)\n\n",
+      iterations);
   std::printf("%-12s %10s %10s %10s %12s\n", "snapshotter", "mean ms", "p50 ms", "p99 ms",
               "ratio(mean)");
   for (const Result& r : results) {

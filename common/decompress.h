@@ -108,7 +108,8 @@ class Decompressor {
       }
       if (in_pos_ == in_len_) {
         ACCEL_ASSIGN_OR_RETURN(bool more, Fill());
-        if (!more) return absl::DataLossError("gzip stream is truncated (input ended inside a member)");
+        if (!more)
+          return absl::DataLossError("gzip stream is truncated (input ended inside a member)");
       }
       z_.next_in = reinterpret_cast<Bytef*>(in_.data() + in_pos_);
       z_.avail_in = static_cast<uInt>(in_len_ - in_pos_);
@@ -120,7 +121,8 @@ class Decompressor {
       if (rc == Z_STREAM_END) {
         gzip_member_done_ = true;
       } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-        return absl::DataLossError(absl::StrCat("gzip stream is corrupt: ", z_.msg ? z_.msg : "inflate error"));
+        return absl::DataLossError(
+            absl::StrCat("gzip stream is corrupt: ", z_.msg ? z_.msg : "inflate error"));
       }
       if (produced > 0) return produced;
     }
@@ -131,7 +133,8 @@ class Decompressor {
       if (in_pos_ == in_len_) {
         ACCEL_ASSIGN_OR_RETURN(bool more, Fill());
         if (!more) {
-          if (zstd_pending_ != 0) return absl::DataLossError("zstd stream is truncated (input ended inside a frame)");
+          if (zstd_pending_ != 0)
+            return absl::DataLossError("zstd stream is truncated (input ended inside a frame)");
           return size_t{0};
         }
       }

@@ -68,8 +68,8 @@ absl::Status RemoveAt(int dirfd, const char* name, const std::string& shown, dev
   }
   if (S_ISDIR(st.st_mode)) {
     if (st.st_dev != parent_dev) {
-      return absl::FailedPreconditionError(absl::StrCat("refusing to remove ", shown,
-                                                        ": a filesystem is mounted there"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("refusing to remove ", shown, ": a filesystem is mounted there"));
     }
     int fd = ::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("open ", shown));

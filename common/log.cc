@@ -45,9 +45,9 @@ void SetLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
 bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
 
 void LogLine(LogLevel level, absl::string_view text) {
-  std::string line = absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
-      " level=", LevelName(level), " ", text, "\n");
+  std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
+                   " level=", LevelName(level), " ", text, "\n");
   // One write per line so concurrent lines do not interleave.
   ssize_t unused = ::write(STDERR_FILENO, line.data(), line.size());
   (void)unused;
@@ -70,8 +70,8 @@ std::string LogField(absl::string_view key, absl::string_view value) {
 }
 
 void CheckFailed(const char* file, int line, const char* cond) {
-  LogLine(LogLevel::kError, absl::StrCat("msg=\"check failed\" cond=\"", cond, "\" at=", file, ":",
-                                         line));
+  LogLine(LogLevel::kError,
+          absl::StrCat("msg=\"check failed\" cond=\"", cond, "\" at=", file, ":", line));
   std::abort();
 }
 

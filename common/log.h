@@ -7,9 +7,9 @@
 
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/status/statusor.h"
 
 namespace accel {
 
@@ -29,16 +29,16 @@ std::string LogField(absl::string_view key, absl::string_view value);
 
 }  // namespace accel
 
-#define ACCEL_LOG(level, ...)                                                   \
-  do {                                                                          \
-    if (::accel::LogEnabled(::accel::LogLevel::level))                          \
-      ::accel::LogLine(::accel::LogLevel::level, ::absl::StrCat(__VA_ARGS__));  \
+#define ACCEL_LOG(level, ...)                                                  \
+  do {                                                                         \
+    if (::accel::LogEnabled(::accel::LogLevel::level))                         \
+      ::accel::LogLine(::accel::LogLevel::level, ::absl::StrCat(__VA_ARGS__)); \
   } while (0)
 
 // ACCEL_CHECK(cond) aborts with a message when an invariant is violated.
-#define ACCEL_CHECK(cond)                                                        \
-  do {                                                                           \
-    if (!(cond)) ::accel::CheckFailed(__FILE__, __LINE__, #cond);                \
+#define ACCEL_CHECK(cond)                                         \
+  do {                                                            \
+    if (!(cond)) ::accel::CheckFailed(__FILE__, __LINE__, #cond); \
   } while (0)
 
 namespace accel {

@@ -30,16 +30,16 @@ absl::Status Annotate(const absl::Status& status, const Parts&... parts) {
 #define ACCEL_STATUS_CONCAT_INNER_(a, b) a##b
 #define ACCEL_STATUS_CONCAT_(a, b) ACCEL_STATUS_CONCAT_INNER_(a, b)
 
-#define ACCEL_RETURN_IF_ERROR(expr)                  \
-  do {                                               \
-    ::absl::Status accel_status_ = (expr);           \
-    if (!accel_status_.ok()) return accel_status_;   \
+#define ACCEL_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status accel_status_ = (expr);         \
+    if (!accel_status_.ok()) return accel_status_; \
   } while (0)
 
 #define ACCEL_ASSIGN_OR_RETURN(lhs, expr) \
   ACCEL_ASSIGN_OR_RETURN_IMPL_(ACCEL_STATUS_CONCAT_(accel_statusor_, __LINE__), lhs, expr)
 
-#define ACCEL_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                 \
+#define ACCEL_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)  \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()

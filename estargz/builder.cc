@@ -27,9 +27,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <utility>
-
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -120,7 +119,9 @@ class BlobOut {
 
   const BlobSinkFn& sink_;
   internal::GzipMemberWriter gzip_;
-  std::function<absl::Status(absl::string_view)> emit_ = [this](absl::string_view b) { return Emit(b); };
+  std::function<absl::Status(absl::string_view)> emit_ = [this](absl::string_view b) {
+    return Emit(b);
+  };
   std::string buf_;
   Sha256 blob_hash_;
   Sha256 diff_hash_;
@@ -236,8 +237,8 @@ class TocJson {
     Object& Str(absl::string_view key, absl::string_view value) {
       Key(key);
       // Replaces invalid UTF-8 (as Go's encoder does) so the TOC stays JSON.
-      s_.append(nlohmann::json(std::string(value)).dump(-1, ' ', false,
-                                                        nlohmann::json::error_handler_t::replace));
+      s_.append(nlohmann::json(std::string(value))
+                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       return *this;
     }
     Object& Int(absl::string_view key, int64_t value) {
@@ -253,7 +254,8 @@ class TocJson {
       for (const auto& [name, value] : xattrs) {
         if (!first) s_.push_back(',');
         first = false;
-        s_.append(nlohmann::json(name).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        s_.append(
+            nlohmann::json(name).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         s_.push_back(':');
         s_.append(absl::StrCat("\"", absl::Base64Escape(value), "\""));
       }
@@ -298,7 +300,8 @@ class Emitter {
     obj.Str("name", path.empty() ? "./" : path);
     bool regular = false;
     if (const char* hl = archive_entry_hardlink(ae); hl != nullptr) {
-      ACCEL_ASSIGN_OR_RETURN(std::string target, CleanTarName(hl, absl::StrCat("hard link target of ", quoted)));
+      ACCEL_ASSIGN_OR_RETURN(std::string target,
+                             CleanTarName(hl, absl::StrCat("hard link target of ", quoted)));
       obj.Str("type", "hardlink").Str("linkName", target);
       archive_entry_set_size(ae, 0);
     } else {
@@ -323,8 +326,8 @@ class Emitter {
           obj.Str("type", "fifo");
           break;
         default:
-          return absl::InvalidArgumentError(absl::StrCat(quoted, " has an unsupported type (",
-                                                         archive_entry_filetype(ae), ")"));
+          return absl::InvalidArgumentError(
+              absl::StrCat(quoted, " has an unsupported type (", archive_entry_filetype(ae), ")"));
       }
       if (!regular) archive_entry_set_size(ae, 0);
     }
@@ -430,7 +433,7 @@ class Emitter {
   // A landmark: a regular file holding the single byte 0x0f.
   absl::Status EmitLandmark(const char* name) {
     std::unique_ptr<struct archive_entry, void (*)(struct archive_entry*)> ae(archive_entry_new(),
-                                                                               archive_entry_free);
+                                                                              archive_entry_free);
     archive_entry_set_pathname(ae.get(), name);
     archive_entry_set_filetype(ae.get(), AE_IFREG);
     archive_entry_set_perm(ae.get(), 0644);
@@ -482,7 +485,8 @@ class TarIn {
     struct archive_entry* ae = nullptr;
     int rc = archive_read_next_header(a_, &ae);
     if (rc == ARCHIVE_EOF) return nullptr;
-    if (rc < ARCHIVE_WARN) return Error(absl::StrCat("input tar is invalid after ", entries_, " entries"));
+    if (rc < ARCHIVE_WARN)
+      return Error(absl::StrCat("input tar is invalid after ", entries_, " entries"));
     ++entries_;
     return ae;
   }
@@ -670,21 +674,24 @@ absl::Status ValidateOptions(const BuildOptions& options) {
         absl::StrCat("chunk size ", options.chunk_size, " is not in 1..", kMaxChunkSize));
   }
   if (options.gzip_level < -1 || options.gzip_level > 9) {
-    return absl::InvalidArgumentError(absl::StrCat("gzip level ", options.gzip_level, " is not in -1..9"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gzip level ", options.gzip_level, " is not in -1..9"));
   }
   return absl::OkStatus();
 }
 
 // Streams entries of `in` through the emitter, skipping format entries and
 // those `skip` says no to.
-absl::Status EmitAll(TarIn& in, Emitter& emitter, const std::function<bool(const std::string&)>& skip) {
+absl::Status EmitAll(TarIn& in, Emitter& emitter,
+                     const std::function<bool(const std::string&)>& skip) {
   for (;;) {
-    ACCEL_ASSIGN_OR_RETURN(struct archive_entry* ae, in.Next());
+    ACCEL_ASSIGN_OR_RETURN(struct archive_entry * ae, in.Next());
     if (ae == nullptr) return absl::OkStatus();
     ACCEL_ASSIGN_OR_RETURN(std::string path, CleanTarName(archive_entry_pathname(ae), "tar entry"));
     if (IsFormatName(path) || (skip && skip(path))) continue;
     const int64_t size = archive_entry_size(ae);
-    ACCEL_RETURN_IF_ERROR(emitter.Emit(ae, path, in.Data(size > 0 ? static_cast<uint64_t>(size) : 0)));
+    ACCEL_RETURN_IF_ERROR(
+        emitter.Emit(ae, path, in.Data(size > 0 ? static_cast<uint64_t>(size) : 0)));
   }
 }
 
@@ -724,7 +731,7 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
       });
       ACCEL_RETURN_IF_ERROR(in.Open());
       for (;;) {
-        ACCEL_ASSIGN_OR_RETURN(struct archive_entry* ae, in.Next());
+        ACCEL_ASSIGN_OR_RETURN(struct archive_entry * ae, in.Next());
         if (ae == nullptr) break;
         Indexed e;
         ACCEL_ASSIGN_OR_RETURN(e.path, CleanTarName(archive_entry_pathname(ae), "tar entry"));
@@ -744,7 +751,8 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
       ACCEL_ASSIGN_OR_RETURN(std::string path, CleanTarName(raw.c_str(), "prioritized path"));
       if (!prioritizer.Move(path)) {
         if (!options.allow_missing_prioritized) {
-          return absl::NotFoundError(absl::StrCat("prioritized path \"", p, "\" is not in the layer"));
+          return absl::NotFoundError(
+              absl::StrCat("prioritized path \"", p, "\" is not in the layer"));
         }
         result.missing_prioritized.push_back(p);
       }
@@ -754,7 +762,7 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
       // Small reads: most prioritized entries are small files.
       TarIn one(SpoolReader(fd, all[index].header_pos), 64 << 10);
       ACCEL_RETURN_IF_ERROR(one.Open());
-      ACCEL_ASSIGN_OR_RETURN(struct archive_entry* ae, one.Next());
+      ACCEL_ASSIGN_OR_RETURN(struct archive_entry * ae, one.Next());
       if (ae == nullptr) return absl::InternalError("spooled tar entry vanished");
       const int64_t size = archive_entry_size(ae);
       ACCEL_RETURN_IF_ERROR(
@@ -766,8 +774,8 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
     // path goes, or an earlier one would override the moved one.
     TarIn rest(SpoolReader(fd, 0));
     ACCEL_RETURN_IF_ERROR(rest.Open());
-    ACCEL_RETURN_IF_ERROR(EmitAll(rest, emitter,
-                                  [&](const std::string& path) { return prioritizer.moved_path(path); }));
+    ACCEL_RETURN_IF_ERROR(EmitAll(
+        rest, emitter, [&](const std::string& path) { return prioritizer.moved_path(path); }));
   }
 
   // The TOC: its own member, a tar with one entry, then the end marker.
@@ -775,8 +783,8 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
   ACCEL_RETURN_IF_ERROR(out.EndMember());
   const uint64_t toc_offset = out.offset();
   if (toc.count() > kMaxTocEntries || toc.size() > kMaxTocSize) {
-    return absl::InvalidArgumentError(absl::StrCat("layer too large for an eStargz TOC (", toc.count(),
-                                                   " entries, ", toc.size(), " bytes)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layer too large for an eStargz TOC (", toc.count(), " entries, ", toc.size(), " bytes)"));
   }
   std::string json = toc.Finish();
   // Check the TOC as a reader will, so no reader rejects what we write.
@@ -786,7 +794,7 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
     result.toc_digest = check->digest;
   }
   std::unique_ptr<struct archive_entry, void (*)(struct archive_entry*)> ae(archive_entry_new(),
-                                                                             archive_entry_free);
+                                                                            archive_entry_free);
   archive_entry_set_pathname(ae.get(), kTocName);
   archive_entry_set_filetype(ae.get(), AE_IFREG);
   archive_entry_set_perm(ae.get(), 0644);

@@ -51,7 +51,7 @@ struct BuildOptions {
 };
 
 struct BuildResult {
-  std::string blob_digest;         // sha256 of the blob
+  std::string blob_digest;  // sha256 of the blob
   uint64_t blob_size = 0;
   std::string diff_id;             // sha256 of the blob decompressed (a tar)
   uint64_t uncompressed_size = 0;  // bytes of that tar

@@ -15,9 +15,9 @@ absl::Status Verify(absl::string_view data, const Chunk& chunk) {
   if (chunk.digest.empty()) return absl::OkStatus();
   std::string got = Sha256::Of(data);
   if (got != chunk.digest) {
-    return absl::DataLossError(absl::StrCat("chunk digest mismatch at blob offset ", chunk.blob_offset,
-                                            " (file offset ", chunk.file_offset, "): got ", got,
-                                            ", want ", chunk.digest));
+    return absl::DataLossError(absl::StrCat("chunk digest mismatch at blob offset ",
+                                            chunk.blob_offset, " (file offset ", chunk.file_offset,
+                                            "): got ", got, ", want ", chunk.digest));
   }
   return absl::OkStatus();
 }
@@ -44,9 +44,9 @@ absl::StatusOr<std::vector<std::string>> DecodeChunks(absl::string_view compress
   for (const Chunk& c : chunks) {
     if (c.blob_offset < range_offset || c.blob_offset > range_end ||
         c.compressed_size > range_end - c.blob_offset) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "chunk [", c.blob_offset, ", +", c.compressed_size, ") is not inside the fetched range [",
-          range_offset, ", ", range_end, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("chunk [", c.blob_offset, ", +", c.compressed_size,
+                       ") is not inside the fetched range [", range_offset, ", ", range_end, ")"));
     }
     uint64_t& n = need[c.blob_offset];
     n = std::max(n, c.inner_offset + c.size);
@@ -60,13 +60,15 @@ absl::StatusOr<std::vector<std::string>> DecodeChunks(absl::string_view compress
   for (const Chunk& c : chunks) {
     if (!have_plain || plain_offset != c.blob_offset) {
       absl::string_view member = compressed.substr(c.blob_offset - range_offset, c.compressed_size);
-      absl::StatusOr<std::string> p = internal::DecompressRange(member, kind, 0, need[c.blob_offset]);
+      absl::StatusOr<std::string> p =
+          internal::DecompressRange(member, kind, 0, need[c.blob_offset]);
       if (!p.ok()) return Annotate(p.status(), "chunk at blob offset ", c.blob_offset);
       plain = std::move(*p);
       plain_offset = c.blob_offset;
       have_plain = true;
     }
-    std::string data = plain.substr(static_cast<size_t>(c.inner_offset), static_cast<size_t>(c.size));
+    std::string data =
+        plain.substr(static_cast<size_t>(c.inner_offset), static_cast<size_t>(c.size));
     ACCEL_RETURN_IF_ERROR(Verify(data, c));
     out.push_back(std::move(data));
   }

@@ -25,7 +25,8 @@ struct Target {
   bool skipping;
 };
 
-Target NextTarget(uint64_t position, uint64_t skip, uint64_t want, std::string& out, char* scratch) {
+Target NextTarget(uint64_t position, uint64_t skip, uint64_t want, std::string& out,
+                  char* scratch) {
   if (position < skip) {
     return {scratch, static_cast<size_t>(std::min<uint64_t>(kScratch, skip - position)), true};
   }
@@ -68,9 +69,11 @@ absl::StatusOr<std::string> InflateRange(absl::string_view in, uint64_t skip, ui
       member_done = true;
     } else if (rc == Z_BUF_ERROR || (rc == Z_OK && consumed == 0 && produced == 0)) {
       if (in_pos == in.size()) break;  // needs more input than there is
-      if (consumed == 0 && produced == 0) return absl::DataLossError("gzip data is corrupt (no progress)");
+      if (consumed == 0 && produced == 0)
+        return absl::DataLossError("gzip data is corrupt (no progress)");
     } else if (rc != Z_OK) {
-      return absl::DataLossError(absl::StrCat("gzip data is corrupt: ", z.msg ? z.msg : "inflate error"));
+      return absl::DataLossError(
+          absl::StrCat("gzip data is corrupt: ", z.msg ? z.msg : "inflate error"));
     }
   }
   if (out.size() < want || position < skip) {
@@ -184,7 +187,8 @@ absl::StatusOr<size_t> GzipMemberReader::Read(char* out, size_t len) {
       return produced;
     }
     if (rc != Z_OK && rc != Z_BUF_ERROR) {
-      return absl::DataLossError(absl::StrCat("gzip data is corrupt: ", z_.msg ? z_.msg : "inflate error"));
+      return absl::DataLossError(
+          absl::StrCat("gzip data is corrupt: ", z_.msg ? z_.msg : "inflate error"));
     }
     if (produced > 0) return produced;
     if ((z_.avail_in == 0 && in_.empty()) || avail_in_before == z_.avail_in) {

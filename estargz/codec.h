@@ -75,7 +75,8 @@ class GzipMemberWriter {
   // REQUIRES: !in_member().
   void Start();
   // Compresses `data`; compressed bytes go to `emit`. REQUIRES: in_member().
-  absl::Status Write(absl::string_view data, const std::function<absl::Status(absl::string_view)>& emit);
+  absl::Status Write(absl::string_view data,
+                     const std::function<absl::Status(absl::string_view)>& emit);
   // Ends the member, emitting its trailer. REQUIRES: in_member().
   absl::Status Finish(const std::function<absl::Status(absl::string_view)>& emit);
 

@@ -98,7 +98,8 @@ absl::StatusOr<uint64_t> ParseGzipFooter(absl::string_view f, bool legacy) {
     }
   }
   absl::StatusOr<uint64_t> offset = ParseHexOffset(hex);
-  if (!offset.ok()) return absl::InvalidArgumentError(absl::StrCat(what, ": ", offset.status().message()));
+  if (!offset.ok())
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", offset.status().message()));
   if (!IsEmptyGzipMember(f)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": not an empty gzip member"));
   }
@@ -144,15 +145,15 @@ absl::StatusOr<Footer> ParseZstdChunked(absl::string_view tail, uint64_t blob_si
 
 absl::StatusOr<Footer> ParseFooter(absl::string_view tail, uint64_t blob_size) {
   if (tail.size() > blob_size) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "footer: %d tail bytes given for a %d-byte blob", tail.size(), blob_size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("footer: %d tail bytes given for a %d-byte blob", tail.size(), blob_size));
   }
   if (tail.size() >= 8 && tail.substr(tail.size() - 8) == absl::string_view(kZstdChunkedMagic, 8)) {
     return ParseZstdChunked(tail, blob_size);
   }
   if (tail.size() < kLegacyFooterSize) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "footer: blob tail of %d bytes is shorter than any footer", tail.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("footer: blob tail of %d bytes is shorter than any footer", tail.size()));
   }
   std::string why;
   for (bool legacy : {false, true}) {
@@ -169,9 +170,9 @@ absl::StatusOr<Footer> ParseFooter(absl::string_view tail, uint64_t blob_size) {
     f.footer_size = size;
     f.toc_offset = *offset;
     if (f.toc_offset >= blob_size - size) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "footer: TOC offset %d is not before the footer of the %d-byte blob", f.toc_offset,
-          blob_size));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("footer: TOC offset %d is not before the footer of the %d-byte blob",
+                          f.toc_offset, blob_size));
     }
     f.toc_size = blob_size - size - f.toc_offset;
     f.payload_end = f.toc_offset;

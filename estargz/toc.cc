@@ -7,9 +7,8 @@
 #include <cerrno>
 #include <limits>
 #include <map>
-#include <utility>
-
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
@@ -42,24 +41,49 @@ struct RawEntry {
 enum class Field {
   kUnknown,
   // strings
-  kName, kType, kModtime, kLinkName, kUserName, kGroupName, kDigest, kChunkDigest,
+  kName,
+  kType,
+  kModtime,
+  kLinkName,
+  kUserName,
+  kGroupName,
+  kDigest,
+  kChunkDigest,
   // integers
-  kSize, kMode, kUid, kGid, kOffset, kDevMajor, kDevMinor, kChunkOffset, kChunkSize, kInnerOffset,
+  kSize,
+  kMode,
+  kUid,
+  kGid,
+  kOffset,
+  kDevMajor,
+  kDevMinor,
+  kChunkOffset,
+  kChunkSize,
+  kInnerOffset,
   // object
   kXattrs,
 };
 
 Field FieldOf(const std::string& key) {
   static const auto* const kFields = new std::map<std::string, Field, std::less<>>{
-      {"name", Field::kName},           {"type", Field::kType},
-      {"modtime", Field::kModtime},     {"linkName", Field::kLinkName},
-      {"userName", Field::kUserName},   {"groupName", Field::kGroupName},
-      {"digest", Field::kDigest},       {"chunkDigest", Field::kChunkDigest},
-      {"size", Field::kSize},           {"mode", Field::kMode},
-      {"uid", Field::kUid},             {"gid", Field::kGid},
-      {"offset", Field::kOffset},       {"devMajor", Field::kDevMajor},
-      {"devMinor", Field::kDevMinor},   {"chunkOffset", Field::kChunkOffset},
-      {"chunkSize", Field::kChunkSize}, {"innerOffset", Field::kInnerOffset},
+      {"name", Field::kName},
+      {"type", Field::kType},
+      {"modtime", Field::kModtime},
+      {"linkName", Field::kLinkName},
+      {"userName", Field::kUserName},
+      {"groupName", Field::kGroupName},
+      {"digest", Field::kDigest},
+      {"chunkDigest", Field::kChunkDigest},
+      {"size", Field::kSize},
+      {"mode", Field::kMode},
+      {"uid", Field::kUid},
+      {"gid", Field::kGid},
+      {"offset", Field::kOffset},
+      {"devMajor", Field::kDevMajor},
+      {"devMinor", Field::kDevMinor},
+      {"chunkOffset", Field::kChunkOffset},
+      {"chunkSize", Field::kChunkSize},
+      {"innerOffset", Field::kInnerOffset},
       {"xattrs", Field::kXattrs},
   };
   auto it = kFields->find(key);
@@ -71,29 +95,47 @@ bool IsIntField(Field f) { return f >= Field::kSize && f <= Field::kInnerOffset;
 
 std::string* StringSlot(RawEntry& e, Field f) {
   switch (f) {
-    case Field::kName: return &e.name;
-    case Field::kType: return &e.type;
-    case Field::kModtime: return &e.modtime;
-    case Field::kLinkName: return &e.link_name;
-    case Field::kDigest: return &e.digest;
-    case Field::kChunkDigest: return &e.chunk_digest;
-    default: return nullptr;  // userName, groupName: not kept
+    case Field::kName:
+      return &e.name;
+    case Field::kType:
+      return &e.type;
+    case Field::kModtime:
+      return &e.modtime;
+    case Field::kLinkName:
+      return &e.link_name;
+    case Field::kDigest:
+      return &e.digest;
+    case Field::kChunkDigest:
+      return &e.chunk_digest;
+    default:
+      return nullptr;  // userName, groupName: not kept
   }
 }
 
 int64_t* IntSlot(RawEntry& e, Field f) {
   switch (f) {
-    case Field::kSize: return &e.size;
-    case Field::kMode: return &e.mode;
-    case Field::kUid: return &e.uid;
-    case Field::kGid: return &e.gid;
-    case Field::kOffset: return &e.offset;
-    case Field::kDevMajor: return &e.dev_major;
-    case Field::kDevMinor: return &e.dev_minor;
-    case Field::kChunkOffset: return &e.chunk_offset;
-    case Field::kChunkSize: return &e.chunk_size;
-    case Field::kInnerOffset: return &e.inner_offset;
-    default: return nullptr;
+    case Field::kSize:
+      return &e.size;
+    case Field::kMode:
+      return &e.mode;
+    case Field::kUid:
+      return &e.uid;
+    case Field::kGid:
+      return &e.gid;
+    case Field::kOffset:
+      return &e.offset;
+    case Field::kDevMajor:
+      return &e.dev_major;
+    case Field::kDevMinor:
+      return &e.dev_minor;
+    case Field::kChunkOffset:
+      return &e.chunk_offset;
+    case Field::kChunkSize:
+      return &e.chunk_size;
+    case Field::kInnerOffset:
+      return &e.inner_offset;
+    default:
+      return nullptr;
   }
 }
 
@@ -148,7 +190,8 @@ absl::StatusOr<uint64_t> Bounded(int64_t v, const char* what) {
 // Builds the Toc entry by entry while the JSON streams in.
 class Assembler {
  public:
-  Assembler(Compression kind, uint64_t payload_end, uint64_t max_entries) : max_entries_(max_entries) {
+  Assembler(Compression kind, uint64_t payload_end, uint64_t max_entries)
+      : max_entries_(max_entries) {
     toc_.compression = kind;
     toc_.payload_end = payload_end;
   }
@@ -160,8 +203,8 @@ class Assembler {
     }
     if (raw.type == "chunk") return AddChunk(raw, index);
     ACCEL_RETURN_IF_ERROR(CloseFile());
-    const std::string where =
-        absl::StrCat("TOC entry ", index, " (\"", absl::string_view(raw.name).substr(0, kMaxNameShown), "\")");
+    const std::string where = absl::StrCat(
+        "TOC entry ", index, " (\"", absl::string_view(raw.name).substr(0, kMaxNameShown), "\")");
     absl::Status s = AddEntry(raw, where);
     return s.ok() ? s : Annotate(s, where);
   }
@@ -207,18 +250,19 @@ class Assembler {
     if (!raw.modtime.empty()) {
       absl::Time t;
       std::string err;
-      if (!absl::ParseTime(absl::RFC3339_full, raw.modtime, &t, &err) || t == absl::InfiniteFuture() ||
-          t == absl::InfinitePast()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("modtime \"", absl::string_view(raw.modtime).substr(0, 60), "\" is not RFC 3339"));
+      if (!absl::ParseTime(absl::RFC3339_full, raw.modtime, &t, &err) ||
+          t == absl::InfiniteFuture() || t == absl::InfinitePast()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "modtime \"", absl::string_view(raw.modtime).substr(0, 60), "\" is not RFC 3339"));
       }
       e.mtime_sec = absl::ToUnixSeconds(t);
-      e.mtime_nsec = static_cast<uint32_t>(
-          (t - absl::FromUnixSeconds(e.mtime_sec)) / absl::Nanoseconds(1));
+      e.mtime_nsec =
+          static_cast<uint32_t>((t - absl::FromUnixSeconds(e.mtime_sec)) / absl::Nanoseconds(1));
     }
     if (raw.xattrs.size() > kMaxXattrs) return absl::InvalidArgumentError("too many xattrs");
     for (auto& [name, b64] : raw.xattrs) {
-      if (name.empty() || name.size() > kMaxXattrNameBytes || name.find('\0') != std::string::npos) {
+      if (name.empty() || name.size() > kMaxXattrNameBytes ||
+          name.find('\0') != std::string::npos) {
         return absl::InvalidArgumentError("invalid xattr name");
       }
       std::string value;
@@ -248,7 +292,8 @@ class Assembler {
           e.digest = raw.digest;
         }
         if (e.size > 0) {
-          if (raw.chunk_offset != 0) return absl::InvalidArgumentError("first chunk does not start at 0");
+          if (raw.chunk_offset != 0)
+            return absl::InvalidArgumentError("first chunk does not start at 0");
           ACCEL_ASSIGN_OR_RETURN(uint64_t chunk_size, Bounded(raw.chunk_size, "chunkSize"));
           if (chunk_size == 0) chunk_size = e.size;
           if (chunk_size > e.size) {
@@ -274,9 +319,9 @@ class Assembler {
         if (!target.ok()) return Annotate(target.status(), "hard link target");
         auto it = types_.find(*target);
         if (it == types_.end() || it->second != EntryType::kRegular) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "hard link to \"", target->substr(0, kMaxNameShown),
-              "\", which is not an earlier regular file of this TOC"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("hard link to \"", target->substr(0, kMaxNameShown),
+                           "\", which is not an earlier regular file of this TOC"));
         }
         e.link_target = std::move(*target);
         break;
@@ -315,8 +360,9 @@ class Assembler {
       return absl::InvalidArgumentError(absl::StrCat(
           "TOC entry ", index, " is a chunk without a regular file with data before it"));
     }
-    const std::string where = absl::StrCat("TOC entry ", index, " (chunk of \"",
-                                           absl::string_view(file_.path).substr(0, kMaxNameShown), "\")");
+    const std::string where =
+        absl::StrCat("TOC entry ", index, " (chunk of \"",
+                     absl::string_view(file_.path).substr(0, kMaxNameShown), "\")");
     if (!raw.name.empty()) {
       absl::StatusOr<std::string> name = CleanName(raw.name);
       if (!name.ok()) return Annotate(name.status(), where);
@@ -343,9 +389,8 @@ class Assembler {
     const uint64_t left = file_.size - file_.covered;
     if (*size == 0) *size = left;
     if (*size > left) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": chunkSize ", *size,
-                                                     " runs past the end of the file (", left,
-                                                     " bytes left)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": chunkSize ", *size, " runs past the end of the file (", left, " bytes left)"));
     }
     absl::Status s = PushChunk(raw, file_.covered, *size);
     if (!s.ok()) return Annotate(s, where);
@@ -355,16 +400,16 @@ class Assembler {
 
   absl::Status PushChunk(const RawEntry& raw, uint64_t file_offset, uint64_t size) {
     if (raw.offset < 0 || static_cast<uint64_t>(raw.offset) >= toc_.payload_end) {
-      return absl::InvalidArgumentError(absl::StrCat("offset ", raw.offset,
-                                                     " is outside the blob's data area [0, ",
-                                                     toc_.payload_end, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "offset ", raw.offset, " is outside the blob's data area [0, ", toc_.payload_end, ")"));
     }
     const uint64_t offset = static_cast<uint64_t>(raw.offset);
     ACCEL_ASSIGN_OR_RETURN(uint64_t inner, Bounded(raw.inner_offset, "innerOffset"));
     if (!raw.chunk_digest.empty()) {
       ACCEL_RETURN_IF_ERROR(Annotate(ValidateSha256Digest(raw.chunk_digest), "chunkDigest"));
     }
-    if (have_last_ && (offset < last_offset_ || (offset == last_offset_ && inner < last_inner_end_))) {
+    if (have_last_ &&
+        (offset < last_offset_ || (offset == last_offset_ && inner < last_inner_end_))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "chunk at blob offset ", offset, " (inner offset ", inner,
           ") overlaps or precedes the previous chunk (blob offset ", last_offset_, ")"));
@@ -386,9 +431,8 @@ class Assembler {
     if (!file_.active) return absl::OkStatus();
     file_.active = false;
     if (file_.covered != file_.size) {
-      return absl::InvalidArgumentError(absl::StrCat(file_.where, ": its chunks cover ",
-                                                     file_.covered, " of its ", file_.size,
-                                                     " bytes"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          file_.where, ": its chunks cover ", file_.covered, " of its ", file_.size, " bytes"));
     }
     const size_t end = toc_.chunks.size();
     for (size_t i = file_.first_chunk; i < end; ++i) {
@@ -437,12 +481,15 @@ class TocSax final : public nlohmann::json_sax<nlohmann::json> {
   bool null() override {
     if (skip_ > 0) return true;
     switch (Top()) {
-      case Ctx::kRoot: return Fail("TOC is not a JSON object");
+      case Ctx::kRoot:
+        return Fail("TOC is not a JSON object");
       case Ctx::kTop:
         if (key_ == "version") return Fail("TOC \"version\" is null");
         return true;  // "entries": null is an empty list
-      case Ctx::kEntries: return FailEntry("is not an object");
-      case Ctx::kEntry: return true;  // null leaves the field unset
+      case Ctx::kEntries:
+        return FailEntry("is not an object");
+      case Ctx::kEntry:
+        return true;  // null leaves the field unset
       case Ctx::kXattrs:
         entry_.xattrs.emplace_back(key_, "");
         return true;
@@ -460,16 +507,19 @@ class TocSax final : public nlohmann::json_sax<nlohmann::json> {
   bool string(string_t& v) override {
     if (skip_ > 0) return true;
     switch (Top()) {
-      case Ctx::kRoot: return Fail("TOC is not a JSON object");
+      case Ctx::kRoot:
+        return Fail("TOC is not a JSON object");
       case Ctx::kTop:
         if (key_ == "version") return Fail("TOC \"version\" is not an integer");
         if (key_ == "entries") return Fail("TOC \"entries\" is not an array");
         return true;
-      case Ctx::kEntries: return FailEntry("is not an object");
+      case Ctx::kEntries:
+        return FailEntry("is not an object");
       case Ctx::kEntry: {
         const Field f = FieldOf(key_);
         if (f == Field::kUnknown) return true;
-        if (!IsStringField(f)) return FailEntry(absl::StrCat("field \"", key_, "\" is not ", Expect(f)));
+        if (!IsStringField(f))
+          return FailEntry(absl::StrCat("field \"", key_, "\" is not ", Expect(f)));
         if (std::string* slot = StringSlot(entry_, f)) *slot = std::move(v);
         return true;
       }
@@ -482,7 +532,9 @@ class TocSax final : public nlohmann::json_sax<nlohmann::json> {
   bool start_object(std::size_t) override {
     if (skip_ > 0) return ++skip_, true;
     switch (Top()) {
-      case Ctx::kRoot: stack_.push_back(Ctx::kTop); return true;
+      case Ctx::kRoot:
+        stack_.push_back(Ctx::kTop);
+        return true;
       case Ctx::kTop:
         if (key_ == "version") return Fail("TOC \"version\" is not an integer");
         if (key_ == "entries") return Fail("TOC \"entries\" is not an array");
@@ -499,11 +551,13 @@ class TocSax final : public nlohmann::json_sax<nlohmann::json> {
           stack_.push_back(Ctx::kXattrs);
           return true;
         }
-        if (f != Field::kUnknown) return FailEntry(absl::StrCat("field \"", key_, "\" is not ", Expect(f)));
+        if (f != Field::kUnknown)
+          return FailEntry(absl::StrCat("field \"", key_, "\" is not ", Expect(f)));
         skip_ = 1;
         return true;
       }
-      case Ctx::kXattrs: return FailEntry(absl::StrCat("xattr \"", key_, "\" is not a string"));
+      case Ctx::kXattrs:
+        return FailEntry(absl::StrCat("xattr \"", key_, "\" is not a string"));
     }
     return true;
   }
@@ -522,7 +576,8 @@ class TocSax final : public nlohmann::json_sax<nlohmann::json> {
   bool start_array(std::size_t) override {
     if (skip_ > 0) return ++skip_, true;
     switch (Top()) {
-      case Ctx::kRoot: return Fail("TOC is not a JSON object");
+      case Ctx::kRoot:
+        return Fail("TOC is not a JSON object");
       case Ctx::kTop:
         if (key_ == "entries") {
           if (saw_entries_) return Fail("TOC has two \"entries\" lists");
@@ -533,14 +588,17 @@ class TocSax final : public nlohmann::json_sax<nlohmann::json> {
         if (key_ == "version") return Fail("TOC \"version\" is not an integer");
         skip_ = 1;
         return true;
-      case Ctx::kEntries: return FailEntry("is not an object");
+      case Ctx::kEntries:
+        return FailEntry("is not an object");
       case Ctx::kEntry: {
         const Field f = FieldOf(key_);
-        if (f != Field::kUnknown) return FailEntry(absl::StrCat("field \"", key_, "\" is not ", Expect(f)));
+        if (f != Field::kUnknown)
+          return FailEntry(absl::StrCat("field \"", key_, "\" is not ", Expect(f)));
         skip_ = 1;
         return true;
       }
-      case Ctx::kXattrs: return FailEntry(absl::StrCat("xattr \"", key_, "\" is not a string"));
+      case Ctx::kXattrs:
+        return FailEntry(absl::StrCat("xattr \"", key_, "\" is not a string"));
     }
     return true;
   }
@@ -576,7 +634,8 @@ class TocSax final : public nlohmann::json_sax<nlohmann::json> {
   bool Integer(int64_t v, bool overflow) {
     if (skip_ > 0) return true;
     switch (Top()) {
-      case Ctx::kRoot: return Fail("TOC is not a JSON object");
+      case Ctx::kRoot:
+        return Fail("TOC is not a JSON object");
       case Ctx::kTop:
         if (key_ == "version") {
           if (overflow) return Fail("TOC \"version\" is out of range");
@@ -587,16 +646,19 @@ class TocSax final : public nlohmann::json_sax<nlohmann::json> {
         }
         if (key_ == "entries") return Fail("TOC \"entries\" is not an array");
         return true;
-      case Ctx::kEntries: return FailEntry("is not an object");
+      case Ctx::kEntries:
+        return FailEntry("is not an object");
       case Ctx::kEntry: {
         const Field f = FieldOf(key_);
         if (f == Field::kUnknown) return true;
-        if (!IsIntField(f)) return FailEntry(absl::StrCat("field \"", key_, "\" is not ", Expect(f)));
+        if (!IsIntField(f))
+          return FailEntry(absl::StrCat("field \"", key_, "\" is not ", Expect(f)));
         if (overflow) return FailEntry(absl::StrCat("field \"", key_, "\" is out of range"));
         *IntSlot(entry_, f) = v;
         return true;
       }
-      case Ctx::kXattrs: return FailEntry(absl::StrCat("xattr \"", key_, "\" is not a string"));
+      case Ctx::kXattrs:
+        return FailEntry(absl::StrCat("xattr \"", key_, "\" is not a string"));
     }
     return true;
   }
@@ -604,18 +666,21 @@ class TocSax final : public nlohmann::json_sax<nlohmann::json> {
   bool Scalar(const char* what) {
     if (skip_ > 0) return true;
     switch (Top()) {
-      case Ctx::kRoot: return Fail("TOC is not a JSON object");
+      case Ctx::kRoot:
+        return Fail("TOC is not a JSON object");
       case Ctx::kTop:
         if (key_ == "version") return Fail("TOC \"version\" is not an integer");
         if (key_ == "entries") return Fail("TOC \"entries\" is not an array");
         return true;
-      case Ctx::kEntries: return FailEntry("is not an object");
+      case Ctx::kEntries:
+        return FailEntry("is not an object");
       case Ctx::kEntry: {
         const Field f = FieldOf(key_);
         if (f == Field::kUnknown) return true;
         return FailEntry(absl::StrCat("field \"", key_, "\" is ", what, ", not ", Expect(f)));
       }
-      case Ctx::kXattrs: return FailEntry(absl::StrCat("xattr \"", key_, "\" is not a string"));
+      case Ctx::kXattrs:
+        return FailEntry(absl::StrCat("xattr \"", key_, "\" is not a string"));
     }
     return true;
   }
@@ -673,7 +738,8 @@ absl::StatusOr<std::string> ExtractGzipToc(absl::string_view region) {
   archive_read_support_format_tar(a);
   const auto fail = [&](const char* what) -> absl::Status {
     if (!feed.error.ok()) return Annotate(feed.error, "TOC");
-    return absl::DataLossError(absl::StrCat("TOC ", what, ": ", archive_error_string(a) ? archive_error_string(a) : "?"));
+    return absl::DataLossError(
+        absl::StrCat("TOC ", what, ": ", archive_error_string(a) ? archive_error_string(a) : "?"));
   };
   if (archive_read_open(a, &feed, nullptr, FeedRead, nullptr) != ARCHIVE_OK) {
     return fail("is not a tar in a gzip member");
@@ -684,9 +750,9 @@ absl::StatusOr<std::string> ExtractGzipToc(absl::string_view region) {
   if (rc < ARCHIVE_WARN) return fail("tar header is invalid");
   const char* name = archive_entry_pathname(ae);
   if (name == nullptr || absl::string_view(name) != kTocName) {
-    return absl::InvalidArgumentError(absl::StrCat("TOC tar entry is named \"",
-                                                   absl::string_view(name ? name : "").substr(0, 100),
-                                                   "\", not \"", kTocName, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TOC tar entry is named \"", absl::string_view(name ? name : "").substr(0, 100),
+        "\", not \"", kTocName, "\""));
   }
   if (archive_entry_filetype(ae) != AE_IFREG) {
     return absl::InvalidArgumentError("TOC tar entry is not a regular file");
@@ -705,7 +771,8 @@ absl::StatusOr<std::string> ExtractGzipToc(absl::string_view region) {
     got += static_cast<size_t>(n);
   }
   if (got != json.size()) {
-    return absl::DataLossError(absl::StrCat("TOC is truncated: ", got, " of ", json.size(), " bytes"));
+    return absl::DataLossError(
+        absl::StrCat("TOC is truncated: ", got, " of ", json.size(), " bytes"));
   }
   return json;
 }
@@ -714,8 +781,9 @@ absl::StatusOr<std::string> ExtractGzipToc(absl::string_view region) {
 
 namespace internal {
 
-absl::StatusOr<Toc> ParseTocWithDigest(absl::string_view json, Compression kind, uint64_t payload_end,
-                                       std::string digest, uint64_t max_entries) {
+absl::StatusOr<Toc> ParseTocWithDigest(absl::string_view json, Compression kind,
+                                       uint64_t payload_end, std::string digest,
+                                       uint64_t max_entries) {
   if (json.size() > kMaxTocSize) {
     return absl::InvalidArgumentError(
         absl::StrCat("TOC is ", json.size(), " bytes, more than the limit of ", kMaxTocSize));
@@ -729,10 +797,12 @@ absl::StatusOr<Toc> ParseTocWithDigest(absl::string_view json, Compression kind,
     return absl::InvalidArgumentError(absl::StrCat("TOC is not valid JSON: ", ex.what()));
   }
   if (!sax.status().ok()) return sax.status();
-  if (!ok || !sax.complete()) return absl::InvalidArgumentError("TOC is not a complete JSON object");
+  if (!ok || !sax.complete())
+    return absl::InvalidArgumentError("TOC is not a complete JSON object");
   if (!sax.saw_version()) return absl::InvalidArgumentError("TOC has no \"version\"");
   if (sax.version() != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("TOC version ", sax.version(), " is not supported (want 1)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("TOC version ", sax.version(), " is not supported (want 1)"));
   }
   return assembler.Finish(std::move(digest));
 }
@@ -754,8 +824,8 @@ absl::Status ValidateSha256Digest(absl::string_view digest) {
     ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
   }
   if (ok) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("\"", digest.substr(0, 80), "\" is not a sha256 digest (sha256:<64 lowercase hex>)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "\"", digest.substr(0, 80), "\" is not a sha256 digest (sha256:<64 lowercase hex>)"));
 }
 
 absl::StatusOr<Toc> ParseToc(absl::string_view json, Compression kind, uint64_t payload_end) {
@@ -765,7 +835,8 @@ absl::StatusOr<Toc> ParseToc(absl::string_view json, Compression kind, uint64_t 
 absl::StatusOr<Toc> ReadToc(const ReadAtFn& read_at, uint64_t blob_size,
                             absl::string_view expected_toc_digest) {
   if (!expected_toc_digest.empty()) {
-    ACCEL_RETURN_IF_ERROR(Annotate(ValidateSha256Digest(expected_toc_digest), "expected TOC digest"));
+    ACCEL_RETURN_IF_ERROR(
+        Annotate(ValidateSha256Digest(expected_toc_digest), "expected TOC digest"));
   }
   if (blob_size < kLegacyFooterSize) {
     return absl::InvalidArgumentError(
@@ -775,15 +846,16 @@ absl::StatusOr<Toc> ReadToc(const ReadAtFn& read_at, uint64_t blob_size,
   absl::StatusOr<std::string> tail = read_at(blob_size - tail_len, tail_len);
   if (!tail.ok()) return Annotate(tail.status(), "read eStargz footer");
   if (tail->size() != tail_len) {
-    return absl::DataLossError(absl::StrCat("read eStargz footer: got ", tail->size(), " of ",
-                                            tail_len, " bytes"));
+    return absl::DataLossError(
+        absl::StrCat("read eStargz footer: got ", tail->size(), " of ", tail_len, " bytes"));
   }
   ACCEL_ASSIGN_OR_RETURN(Footer footer, ParseFooter(*tail, blob_size));
 
   constexpr uint64_t kMaxCompressedToc = kMaxTocSize + (1 << 20);
   if (footer.toc_size > kMaxCompressedToc) {
     return absl::InvalidArgumentError(absl::StrCat("compressed TOC is ", footer.toc_size,
-                                                   " bytes, more than the limit of ", kMaxCompressedToc));
+                                                   " bytes, more than the limit of ",
+                                                   kMaxCompressedToc));
   }
   if (footer.compression == Compression::kZstd && footer.toc_uncompressed_size > kMaxTocSize) {
     return absl::InvalidArgumentError(absl::StrCat("TOC is ", footer.toc_uncompressed_size,
@@ -792,16 +864,18 @@ absl::StatusOr<Toc> ReadToc(const ReadAtFn& read_at, uint64_t blob_size,
   absl::StatusOr<std::string> region = read_at(footer.toc_offset, footer.toc_size);
   if (!region.ok()) return Annotate(region.status(), "read eStargz TOC");
   if (region->size() != footer.toc_size) {
-    return absl::DataLossError(absl::StrCat("read eStargz TOC: got ", region->size(), " of ",
-                                            footer.toc_size, " bytes"));
+    return absl::DataLossError(
+        absl::StrCat("read eStargz TOC: got ", region->size(), " of ", footer.toc_size, " bytes"));
   }
   std::string json;
   if (footer.compression == Compression::kZstd) {
-    absl::StatusOr<std::string> out = internal::ZstdDecompressAll(*region, footer.toc_uncompressed_size);
+    absl::StatusOr<std::string> out =
+        internal::ZstdDecompressAll(*region, footer.toc_uncompressed_size);
     if (!out.ok()) return Annotate(out.status(), "TOC");
     if (out->size() != footer.toc_uncompressed_size) {
       return absl::DataLossError(absl::StrCat("TOC decompresses to ", out->size(),
-                                              " bytes, the footer says ", footer.toc_uncompressed_size));
+                                              " bytes, the footer says ",
+                                              footer.toc_uncompressed_size));
     }
     json = std::move(*out);
   } else {
@@ -812,7 +886,8 @@ absl::StatusOr<Toc> ReadToc(const ReadAtFn& read_at, uint64_t blob_size,
     return absl::DataLossError(absl::StrCat("TOC digest mismatch: the TOC is ", digest,
                                             ", the layer annotation says ", expected_toc_digest));
   }
-  return internal::ParseTocWithDigest(json, footer.compression, footer.payload_end, std::move(digest));
+  return internal::ParseTocWithDigest(json, footer.compression, footer.payload_end,
+                                      std::move(digest));
 }
 
 }  // namespace accel::estargz

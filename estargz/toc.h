@@ -50,21 +50,21 @@ inline constexpr char kTocDigestAnnotation[] = "containerd.io/snapshot/stargz/to
 
 // Bounds no real layer reaches; they keep a hostile TOC from exhausting
 // memory or time.
-inline constexpr uint64_t kMaxTocSize = 256ull << 20;  // decompressed TOC JSON
+inline constexpr uint64_t kMaxTocSize = 256ull << 20;   // decompressed TOC JSON
 inline constexpr uint64_t kMaxTocEntries = 10'000'000;  // TOC entries, chunks included
 inline constexpr uint64_t kMaxFileSize = 1ull << 40;
 
 // One compressed piece of a regular file.
 struct Chunk {
-  uint64_t file_offset = 0;      // where the piece starts in the file ("chunkOffset")
-  uint64_t size = 0;             // its uncompressed length
-  uint64_t blob_offset = 0;      // where its gzip member / zstd frame starts ("offset")
+  uint64_t file_offset = 0;  // where the piece starts in the file ("chunkOffset")
+  uint64_t size = 0;         // its uncompressed length
+  uint64_t blob_offset = 0;  // where its gzip member / zstd frame starts ("offset")
   // Bytes from blob_offset to the next chunk's different blob offset (or to
   // the end of the data area): fetch [blob_offset, blob_offset + compressed_size).
   uint64_t compressed_size = 0;
-  uint64_t inner_offset = 0;     // decompressed bytes to skip first ("innerOffset")
-  std::string digest;            // "sha256:<hex>" of the piece, "" if the TOC has none
-  uint32_t chunks_after = 0;     // how many chunks of the same file follow this one
+  uint64_t inner_offset = 0;  // decompressed bytes to skip first ("innerOffset")
+  std::string digest;         // "sha256:<hex>" of the piece, "" if the TOC has none
+  uint32_t chunks_after = 0;  // how many chunks of the same file follow this one
 };
 
 struct Toc {

@@ -13,7 +13,8 @@
 namespace accel::estargz::internal {
 
 // `max_entries` is kMaxTocEntries except in tests.
-absl::StatusOr<Toc> ParseTocWithDigest(absl::string_view json, Compression kind, uint64_t payload_end,
-                                       std::string digest, uint64_t max_entries = kMaxTocEntries);
+absl::StatusOr<Toc> ParseTocWithDigest(absl::string_view json, Compression kind,
+                                       uint64_t payload_end, std::string digest,
+                                       uint64_t max_entries = kMaxTocEntries);
 
 }  // namespace accel::estargz::internal

@@ -58,7 +58,8 @@ absl::StatusOr<std::unique_ptr<ChunkCache>> ChunkCache::Open(const Options& opti
         if (!S_ISREG(st.st_mode)) continue;
         if (!ValidKey(name)) {
           // Temporaries of an interrupted Put ("<key>.tmp.<tid>"); nothing else is touched.
-          if (name.size() > 69 && ValidKey(name.substr(0, 64)) && name.compare(64, 5, ".tmp.") == 0) {
+          if (name.size() > 69 && ValidKey(name.substr(0, 64)) &&
+              name.compare(64, 5, ".tmp.") == 0) {
             ::unlink(path.c_str());
           }
           continue;
@@ -69,7 +70,8 @@ absl::StatusOr<std::unique_ptr<ChunkCache>> ChunkCache::Open(const Options& opti
     }
     ::closedir(top);
   }
-  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.atime < b.atime; });
+  std::sort(found.begin(), found.end(),
+            [](const Found& a, const Found& b) { return a.atime < b.atime; });
   absl::MutexLock lock(&cache->mu_);
   for (const Found& f : found) {
     cache->disk_lru_.push_front(f.key);
@@ -122,7 +124,8 @@ std::shared_ptr<const UniqueFd> ChunkCache::OpenChunk(const std::string& key) {
     }
     drops = drops_;
   }
-  auto fd = std::make_shared<const UniqueFd>(::open(PathOf(key).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  auto fd = std::make_shared<const UniqueFd>(
+      ::open(PathOf(key).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd->valid()) return nullptr;
   absl::MutexLock lock(&mu_);
   // Dropped (and maybe written again) while opening: this descriptor may be
@@ -234,7 +237,8 @@ std::optional<std::shared_ptr<const std::string>> ChunkCache::Get(absl::string_v
 
 absl::Status ChunkCache::Put(absl::string_view key_view, std::shared_ptr<const std::string> data) {
   const std::string key(key_view);
-  if (!ValidKey(key)) return absl::InvalidArgumentError(absl::StrCat("invalid chunk key \"", key, "\""));
+  if (!ValidKey(key))
+    return absl::InvalidArgumentError(absl::StrCat("invalid chunk key \"", key, "\""));
   {
     absl::MutexLock lock(&mu_);
     RememberInMemory(key, data);

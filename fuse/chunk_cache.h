@@ -52,7 +52,8 @@ class ChunkCache {
   // there; a verified chunk file is read in just that range through an open
   // descriptor (kept, so the kernel's readahead follows sequential reads);
   // an unverified one is read whole and verified first (Get).
-  bool ReadRange(const std::string& key, uint64_t chunk_size, uint64_t offset, size_t len, char* buf);
+  bool ReadRange(const std::string& key, uint64_t chunk_size, uint64_t offset, size_t len,
+                 char* buf);
   // Stores `data` (whose sha256 the caller has verified to be `key`).
   absl::Status Put(absl::string_view key, std::shared_ptr<const std::string> data);
 

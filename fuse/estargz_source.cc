@@ -24,7 +24,10 @@ bool Adjacent(const Chunk& a, const Chunk& b) {
 
 EstargzSource::EstargzSource(std::shared_ptr<const estargz::Toc> toc, estargz::ReadAtFn read_at,
                              std::shared_ptr<ChunkCache> cache, std::string layer)
-    : toc_(std::move(toc)), read_at_(std::move(read_at)), cache_(std::move(cache)), layer_(std::move(layer)) {}
+    : toc_(std::move(toc)),
+      read_at_(std::move(read_at)),
+      cache_(std::move(cache)),
+      layer_(std::move(layer)) {}
 
 std::string EstargzSource::KeyOf(const Chunk& chunk) {
   // Content-addressed by the chunk digest; chunks without one are not
@@ -41,19 +44,21 @@ absl::Status EstargzSource::FetchRun(absl::Span<const Chunk> run, uint64_t* fetc
   ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> decoded,
                          estargz::DecodeChunks(bytes, start, toc_->compression, run));
   for (size_t i = 0; i < run.size(); ++i) {
-    if (decoded[i].size() != run[i].size) return absl::DataLossError("decoded chunk has the wrong size");
+    if (decoded[i].size() != run[i].size)
+      return absl::DataLossError("decoded chunk has the wrong size");
     const std::string key = KeyOf(run[i]);
     if (key.empty()) continue;
     absl::Status s = cache_->Put(key, std::make_shared<const std::string>(std::move(decoded[i])));
     if (!s.ok()) {
-      ACCEL_LOG(kWarn, "msg=\"cannot cache chunk\"", LogField("layer", layer_), LogField("error", s.ToString()));
+      ACCEL_LOG(kWarn, "msg=\"cannot cache chunk\"", LogField("layer", layer_),
+                LogField("error", s.ToString()));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status EstargzSource::Fetch(absl::Span<const Chunk> chunks, uint64_t max_range, uint64_t* fetched,
-                                  const std::function<bool()>& cancelled) {
+absl::Status EstargzSource::Fetch(absl::Span<const Chunk> chunks, uint64_t max_range,
+                                  uint64_t* fetched, const std::function<bool()>& cancelled) {
   size_t i = 0;
   while (i < chunks.size()) {
     if (cancelled && cancelled()) return absl::CancelledError("fetch cancelled");
@@ -74,7 +79,8 @@ absl::Status EstargzSource::Fetch(absl::Span<const Chunk> chunks, uint64_t max_r
   return absl::OkStatus();
 }
 
-absl::StatusOr<size_t> EstargzSource::ReadAt(const Node& node, uint64_t offset, char* buf, size_t len) {
+absl::StatusOr<size_t> EstargzSource::ReadAt(const Node& node, uint64_t offset, char* buf,
+                                             size_t len) {
   if (offset >= node.size || len == 0) return size_t{0};
   const uint64_t end = std::min<uint64_t>(node.size, offset + len);
   absl::Span<const Chunk> chunks = toc_->FileChunks(node.data_offset, node.size);
@@ -100,8 +106,8 @@ absl::StatusOr<size_t> EstargzSource::ReadAt(const Node& node, uint64_t offset, 
     const auto [from, to] = part(i);
     if (to <= from) continue;
     const std::string key = KeyOf(chunks[i]);
-    if (!key.empty() &&
-        cache_->ReadRange(key, chunks[i].size, from - chunks[i].file_offset, to - from, buf + (from - offset))) {
+    if (!key.empty() && cache_->ReadRange(key, chunks[i].size, from - chunks[i].file_offset,
+                                          to - from, buf + (from - offset))) {
       copied += to - from;
       continue;
     }
@@ -120,7 +126,8 @@ absl::StatusOr<size_t> EstargzSource::ReadAt(const Node& node, uint64_t offset, 
     absl::StatusOr<std::string> bytes = read_at_(start, stop - start);
     if (!bytes.ok()) {
       ACCEL_LOG(kWarn, "msg=\"cannot fetch chunks\"", LogField("layer", layer_),
-                LogField("ino", absl::StrCat(node.ino)), LogField("error", bytes.status().ToString()));
+                LogField("ino", absl::StrCat(node.ino)),
+                LogField("error", bytes.status().ToString()));
       return bytes.status();
     }
     bytes_fetched_ += bytes->size();
@@ -128,7 +135,8 @@ absl::StatusOr<size_t> EstargzSource::ReadAt(const Node& node, uint64_t offset, 
         estargz::DecodeChunks(*bytes, start, toc_->compression, run);
     if (!decoded.ok()) {
       ACCEL_LOG(kError, "msg=\"chunk failed verification; not served\"", LogField("layer", layer_),
-                LogField("ino", absl::StrCat(node.ino)), LogField("error", decoded.status().ToString()));
+                LogField("ino", absl::StrCat(node.ino)),
+                LogField("error", decoded.status().ToString()));
       return decoded.status();
     }
     for (size_t k = 0; k < run.size(); ++k) {

@@ -1,11 +1,10 @@
 #include "registry/auth.h"
 
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <cstdlib>
-
 #include <nlohmann/json.hpp>
-#include <toml++/toml.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -49,8 +48,8 @@ absl::Status CredentialsFromAuth(absl::string_view auth, absl::string_view origi
                                  absl::string_view host, Credentials& out) {
   std::string decoded;
   if (!absl::Base64Unescape(auth, &decoded) || !absl::StrContains(decoded, ':')) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        origin, ": \"auth\" for ", host, " is not base64 of \"username:password\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": \"auth\" for ", host, " is not base64 of \"username:password\""));
   }
   size_t colon = decoded.find(':');
   out.username = decoded.substr(0, colon);
@@ -197,8 +196,8 @@ absl::Status CredentialStore::MergeDaemonConfigToml(absl::string_view text,
     for (const auto& [k, v] : *e) {
       std::string name(k.str());
       if (!v.is_string()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            origin, ": [registry.auths.\"", host, "\"] ", name, " must be a string"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(origin, ": [registry.auths.\"", host, "\"] ", name, " must be a string"));
       }
       std::string value = *v.value<std::string>();
       if (name == "username") {
@@ -211,9 +210,9 @@ absl::Status CredentialStore::MergeDaemonConfigToml(absl::string_view text,
       } else if (name == "identitytoken" || name == "identity_token") {
         c.identity_token = value;
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(
-            origin, ": [registry.auths.\"", host, "\"]: unknown key \"", name,
-            "\" (want username, password, auth or identitytoken)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(origin, ": [registry.auths.\"", host, "\"]: unknown key \"", name,
+                         "\" (want username, password, auth or identitytoken)"));
       }
     }
     Set(host, std::move(c));

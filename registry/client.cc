@@ -2,14 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <utility>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -107,11 +106,10 @@ absl::Status HttpError(const HttpResponse& r) {
   if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
     for (const json& e : j["errors"]) {
       if (!e.is_object()) continue;
-      std::string code = e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>()
-                                                                      : "";
-      std::string m = e.contains("message") && e["message"].is_string()
-                          ? e["message"].get<std::string>()
-                          : "";
+      std::string code =
+          e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "";
+      std::string m =
+          e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
       absl::StrAppend(&msg, " ", Sanitize(code), code.empty() || m.empty() ? "" : ": ",
                       Sanitize(m));
       described = true;
@@ -296,8 +294,8 @@ absl::StatusOr<HttpResponse> Client::Send(const RegistryHost& host,
         return resp.status();
       }
       absl::Duration d = BackoffDelay(policy, failures - 1, Jitter());
-      ACCEL_LOG(kDebug, "msg=\"registry request failed, retrying\"", LogField("host", host.Origin()),
-                LogField("error", resp.status().message()),
+      ACCEL_LOG(kDebug, "msg=\"registry request failed, retrying\"",
+                LogField("host", host.Origin()), LogField("error", resp.status().message()),
                 LogField("delay", absl::FormatDuration(d)));
       Sleep(d);
       continue;
@@ -312,8 +310,9 @@ absl::StatusOr<HttpResponse> Client::Send(const RegistryHost& host,
       bool have = CredentialsFor(host.host).has_value();
       return absl::UnauthenticatedError(
           have ? absl::StrCat(host.host, " refused the credentials configured for it")
-               : absl::StrCat(host.host, " refused anonymous access; configure credentials "
-                                         "(docker config.json, or [registry.auths.\"",
+               : absl::StrCat(host.host,
+                              " refused anonymous access; configure credentials "
+                              "(docker config.json, or [registry.auths.\"",
                               host.host, "\"] in --config)"));
     }
     if (so.retry && IsRetryableHttpStatus(resp->status) && failures + 1 < policy.max_attempts) {
@@ -403,9 +402,9 @@ absl::Status Client::Authenticate(const RegistryHost& host, const std::vector<st
     if (chosen == nullptr && c.scheme == "basic") chosen = &c;
   }
   if (chosen == nullptr) {
-    return absl::UnimplementedError(
-        absl::StrCat(host.Origin(), " asks for an unsupported auth scheme \"",
-                     Sanitize(challenges[0].scheme, 40), "\""));
+    return absl::UnimplementedError(absl::StrCat(host.Origin(),
+                                                 " asks for an unsupported auth scheme \"",
+                                                 Sanitize(challenges[0].scheme, 40), "\""));
   }
   bool had_challenge;
   {
@@ -416,10 +415,11 @@ absl::Status Client::Authenticate(const RegistryHost& host, const std::vector<st
   }
   if (chosen->scheme == "basic") {
     if (!creds || creds->username.empty()) {
-      return absl::UnauthenticatedError(absl::StrCat(
-          host.host, " requires authentication and there are no credentials for it "
-                     "(docker config.json, or [registry.auths.\"",
-          host.host, "\"] in --config)"));
+      return absl::UnauthenticatedError(
+          absl::StrCat(host.host,
+                       " requires authentication and there are no credentials for it "
+                       "(docker config.json, or [registry.auths.\"",
+                       host.host, "\"] in --config)"));
     }
     if (had_challenge) {
       // We already sent these credentials and they were refused.
@@ -430,12 +430,12 @@ absl::Status Client::Authenticate(const RegistryHost& host, const std::vector<st
   }
   // Bearer: drop any cached token for these scopes and fetch a fresh one.
   Challenge c = *chosen;
-  tokens_.Invalidate(absl::StrCat(host.Origin(), "|", c.params["service"], "|",
-                                  absl::StrJoin(scopes, " ")));
+  tokens_.Invalidate(
+      absl::StrCat(host.Origin(), "|", c.params["service"], "|", absl::StrJoin(scopes, " ")));
   ACCEL_ASSIGN_OR_RETURN(Token t, FetchToken(host, c, scopes));
-  tokens_.Put(absl::StrCat(host.Origin(), "|", c.params["service"], "|",
-                           absl::StrJoin(scopes, " ")),
-              std::move(t));
+  tokens_.Put(
+      absl::StrCat(host.Origin(), "|", c.params["service"], "|", absl::StrJoin(scopes, " ")),
+      std::move(t));
   return absl::OkStatus();
 }
 
@@ -484,8 +484,8 @@ absl::StatusOr<Token> Client::FetchToken(const RegistryHost& host, const Challen
     req.body = std::move(form);
     req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
   } else {
-    req.url = query.empty() ? realm : absl::StrCat(realm, absl::StrContains(realm, '?') ? "&" : "?",
-                                                    query);
+    req.url = query.empty() ? realm
+                            : absl::StrCat(realm, absl::StrContains(realm, '?') ? "&" : "?", query);
     if (creds && !creds->username.empty()) {
       req.headers.emplace_back("Authorization", BasicAuthorization(*creds));
     }
@@ -503,8 +503,7 @@ absl::StatusOr<Token> Client::FetchToken(const RegistryHost& host, const Challen
   if (resp->status != 200) {
     return absl::UnauthenticatedError(absl::StrCat(
         "token server for ", host.host, " refused",
-        creds ? " the configured credentials" : " anonymous access", " (HTTP ", resp->status,
-        ")"));
+        creds ? " the configured credentials" : " anonymous access", " (HTTP ", resp->status, ")"));
   }
   return ParseTokenResponse(resp->body, absl::Now());
 }
@@ -518,17 +517,17 @@ absl::StatusOr<Client::FetchedManifest> Client::FetchManifest(const Reference& r
       [&](const RegistryHost& host, HostCall& call) -> absl::Status {
         std::string url =
             absl::StrCat(host.BaseUrl(), "/", ref.repository, "/manifests/", ref.Object());
-        ACCEL_ASSIGN_OR_RETURN(
-            HttpResponse resp,
-            Send(host, {PullScope(ref.repository)},
-                 [&] {
-                   HttpRequest r;
-                   r.url = url;
-                   r.headers.emplace_back("Accept", media::kManifestAccept);
-                   r.max_body_bytes = kMaxManifestSize;
-                   return r;
-                 },
-                 WithFallback(call)));
+        ACCEL_ASSIGN_OR_RETURN(HttpResponse resp, Send(
+                                                      host, {PullScope(ref.repository)},
+                                                      [&] {
+                                                        HttpRequest r;
+                                                        r.url = url;
+                                                        r.headers.emplace_back(
+                                                            "Accept", media::kManifestAccept);
+                                                        r.max_body_bytes = kMaxManifestSize;
+                                                        return r;
+                                                      },
+                                                      WithFallback(call)));
         if (resp.status != 200) return HttpError(resp);
         std::string digest;
         if (by_digest) {
@@ -590,11 +589,10 @@ absl::StatusOr<Client::ResolvedImage> Client::ResolveImage(const Reference& ref,
   return out;
 }
 
-absl::Status Client::FetchBlobFromHost(const RegistryHost& host, const HostCall& call,
-                                       const Reference& repo,
-                                       const Descriptor& desc, int64_t first, int64_t last,
-                                       int64_t& received,
-                                       const std::function<absl::Status(absl::string_view)>& consume) {
+absl::Status Client::FetchBlobFromHost(
+    const RegistryHost& host, const HostCall& call, const Reference& repo, const Descriptor& desc,
+    int64_t first, int64_t last, int64_t& received,
+    const std::function<absl::Status(absl::string_view)>& consume) {
   std::string url = absl::StrCat(host.BaseUrl(), "/", repo.repository, "/blobs/", desc.digest);
   // `received` counts bytes of [first, last] already consumed.
   const int64_t want = last >= 0 ? last - first + 1 : desc.size - first;
@@ -615,8 +613,8 @@ absl::Status Client::FetchBlobFromHost(const RegistryHost& host, const HostCall&
           bool whole = from == 0 && last < 0;
           if (!whole) r.headers.emplace_back("Range", RangeHeader(from, last));
           r.on_start = [&, from](const HttpResponse& head) {
-            absl::StatusOr<RangePlan> plan = PlanRangeResponse(
-                head.status, head.Header("content-range"), from, last, desc.size);
+            absl::StatusOr<RangePlan> plan =
+                PlanRangeResponse(head.status, head.Header("content-range"), from, last, desc.size);
             if (!plan.ok()) {
               abort_reason = plan.status();
               return false;
@@ -636,9 +634,9 @@ absl::Status Client::FetchBlobFromHost(const RegistryHost& host, const HostCall&
                 // A range answer may run past what we asked for; keep ours.
                 chunk = chunk.substr(0, want - received);
               } else {
-                abort_reason = absl::DataLossError(absl::StrCat(
-                    "blob ", desc.digest, " is larger than its descriptor's ", desc.size,
-                    " bytes"));
+                abort_reason = absl::DataLossError(absl::StrCat("blob ", desc.digest,
+                                                                " is larger than its descriptor's ",
+                                                                desc.size, " bytes"));
                 return false;
               }
             }
@@ -775,14 +773,15 @@ absl::StatusOr<std::optional<int64_t>> Client::StatBlob(const Reference& repo,
   ACCEL_RETURN_IF_ERROR(ForEachHost(
       repo.domain, capability, what, [&](const RegistryHost& host, HostCall& call) -> absl::Status {
         std::string url = absl::StrCat(host.BaseUrl(), "/", repo.repository, "/blobs/", digest);
-        ACCEL_ASSIGN_OR_RETURN(HttpResponse resp, Send(host, scopes,
-                                                       [&] {
-                                                         HttpRequest r;
-                                                         r.method = "HEAD";
-                                                         r.url = url;
-                                                         return r;
-                                                       },
-                                                       WithFallback(call)));
+        ACCEL_ASSIGN_OR_RETURN(HttpResponse resp, Send(
+                                                      host, scopes,
+                                                      [&] {
+                                                        HttpRequest r;
+                                                        r.method = "HEAD";
+                                                        r.url = url;
+                                                        return r;
+                                                      },
+                                                      WithFallback(call)));
         if (resp.status == 404) {
           call.stop = capability == kCapPush;  // the push host is the one that matters
           out.reset();
@@ -806,17 +805,18 @@ absl::StatusOr<bool> Client::MountBlob(const Reference& repo, const Descriptor& 
   ACCEL_RETURN_IF_ERROR(ForEachHost(
       repo.domain, kCapPush, what, [&](const RegistryHost& host, HostCall& call) -> absl::Status {
         call.stop = true;  // only the first push host
-        std::string url = absl::StrCat(host.BaseUrl(), "/", repo.repository,
-                                       "/blobs/uploads/?mount=", desc.digest,
-                                       "&from=", from_repository);
-        ACCEL_ASSIGN_OR_RETURN(HttpResponse resp, Send(host, scopes,
-                                                       [&] {
-                                                         HttpRequest r;
-                                                         r.method = "POST";
-                                                         r.url = url;
-                                                         return r;
-                                                       },
-                                                       WithFallback(call)));
+        std::string url =
+            absl::StrCat(host.BaseUrl(), "/", repo.repository,
+                         "/blobs/uploads/?mount=", desc.digest, "&from=", from_repository);
+        ACCEL_ASSIGN_OR_RETURN(HttpResponse resp, Send(
+                                                      host, scopes,
+                                                      [&] {
+                                                        HttpRequest r;
+                                                        r.method = "POST";
+                                                        r.url = url;
+                                                        return r;
+                                                      },
+                                                      WithFallback(call)));
         if (resp.status == 201) {
           mounted = true;
           return absl::OkStatus();
@@ -829,14 +829,15 @@ absl::StatusOr<bool> Client::MountBlob(const Reference& repo, const Descriptor& 
             SendOptions so;
             so.retry = false;
             so.authorize = SameOrigin(host, del);
-            (void)Send(host, scopes,
-                       [&] {
-                         HttpRequest r;
-                         r.method = "DELETE";
-                         r.url = del;
-                         return r;
-                       },
-                       so);
+            (void)Send(
+                host, scopes,
+                [&] {
+                  HttpRequest r;
+                  r.method = "DELETE";
+                  r.url = del;
+                  return r;
+                },
+                so);
           }
           return absl::OkStatus();
         }
@@ -861,14 +862,15 @@ absl::Status Client::PushBlob(const Reference& repo, const Descriptor& desc, Blo
   // One full upload attempt on `host`: POST, PUT or PATCHes + PUT.
   auto upload = [&](const RegistryHost& host) -> absl::Status {
     std::string start = absl::StrCat(host.BaseUrl(), "/", repo.repository, "/blobs/uploads/");
-    ACCEL_ASSIGN_OR_RETURN(HttpResponse resp, Send(host, scopes,
-                                                   [&] {
-                                                     HttpRequest r;
-                                                     r.method = "POST";
-                                                     r.url = start;
-                                                     return r;
-                                                   },
-                                                   SendOptions{}));
+    ACCEL_ASSIGN_OR_RETURN(HttpResponse resp, Send(
+                                                  host, scopes,
+                                                  [&] {
+                                                    HttpRequest r;
+                                                    r.method = "POST";
+                                                    r.url = start;
+                                                    return r;
+                                                  },
+                                                  SendOptions{}));
     if (resp.status != 202) return Annotate(HttpError(resp), "start upload");
     std::string location = resp.Header("location");
     if (location.empty()) return absl::UnavailableError("start upload: no Location in the answer");
@@ -912,9 +914,9 @@ absl::Status Client::PushBlob(const Reference& repo, const Descriptor& desc, Blo
     };
 
     if (chunk <= 0 || desc.size <= chunk) {
-      ACCEL_ASSIGN_OR_RETURN(HttpResponse put, send_part("PUT",
-                                                         WithQuery(location, "digest", desc.digest),
-                                                         0, desc.size, false));
+      ACCEL_ASSIGN_OR_RETURN(
+          HttpResponse put,
+          send_part("PUT", WithQuery(location, "digest", desc.digest), 0, desc.size, false));
       if (put.status != 201) return Annotate(HttpError(put), "upload");
       return absl::OkStatus();
     }
@@ -925,9 +927,9 @@ absl::Status Client::PushBlob(const Reference& repo, const Descriptor& desc, Blo
       std::string next = patch.Header("location");
       if (!next.empty()) location = ResolveLocation(host, next);
     }
-    ACCEL_ASSIGN_OR_RETURN(HttpResponse put, send_part("PUT",
-                                                       WithQuery(location, "digest", desc.digest),
-                                                       desc.size, desc.size, false));
+    ACCEL_ASSIGN_OR_RETURN(
+        HttpResponse put,
+        send_part("PUT", WithQuery(location, "digest", desc.digest), desc.size, desc.size, false));
     if (put.status != 201) return Annotate(HttpError(put), "finish upload");
     return absl::OkStatus();
   };
@@ -939,8 +941,7 @@ absl::Status Client::PushBlob(const Reference& repo, const Descriptor& desc, Blo
         for (int attempt = 0; attempt < options_.retry.max_attempts; ++attempt) {
           s = upload(host);
           if (s.ok() || s.code() == absl::StatusCode::kDataLoss ||
-              !(IsRetryableTransportError(s) ||
-                s.code() == absl::StatusCode::kResourceExhausted)) {
+              !(IsRetryableTransportError(s) || s.code() == absl::StatusCode::kResourceExhausted)) {
             break;
           }
           Sleep(BackoffDelay(options_.retry, attempt, Jitter()));
@@ -962,16 +963,17 @@ absl::Status Client::PushManifest(const Reference& ref, absl::string_view media_
         call.stop = true;
         std::string url =
             absl::StrCat(host.BaseUrl(), "/", ref.repository, "/manifests/", ref.Object());
-        ACCEL_ASSIGN_OR_RETURN(HttpResponse resp, Send(host, {PushScope(ref.repository)},
-                                                       [&] {
-                                                         HttpRequest r;
-                                                         r.method = "PUT";
-                                                         r.url = url;
-                                                         r.body = body;
-                                                         r.headers.emplace_back("Content-Type", mt);
-                                                         return r;
-                                                       },
-                                                       WithFallback(call)));
+        ACCEL_ASSIGN_OR_RETURN(HttpResponse resp, Send(
+                                                      host, {PushScope(ref.repository)},
+                                                      [&] {
+                                                        HttpRequest r;
+                                                        r.method = "PUT";
+                                                        r.url = url;
+                                                        r.body = body;
+                                                        r.headers.emplace_back("Content-Type", mt);
+                                                        return r;
+                                                      },
+                                                      WithFallback(call)));
         if (resp.status != 201 && resp.status != 200) return HttpError(resp);
         return absl::OkStatus();
       });

@@ -150,8 +150,9 @@ class Client {
   // Runs `fn` on each host of `domain` with `capability` until one succeeds;
   // stops early on DataLoss/Cancelled or when `fn` sets call.stop. Hosts
   // that refused connections recently are tried last.
-  absl::Status ForEachHost(absl::string_view domain, uint32_t capability, absl::string_view what,
-                           const std::function<absl::Status(const RegistryHost&, HostCall& call)>& fn);
+  absl::Status ForEachHost(
+      absl::string_view domain, uint32_t capability, absl::string_view what,
+      const std::function<absl::Status(const RegistryHost&, HostCall& call)>& fn);
 
   // One request to one host with auth and retries (see client.cc).
   absl::StatusOr<HttpResponse> Send(const RegistryHost& host,
@@ -173,9 +174,8 @@ class Client {
   void Sleep(absl::Duration d) const;
 
   absl::Status FetchBlobFromHost(const RegistryHost& host, const HostCall& call,
-                                 const Reference& repo,
-                                 const Descriptor& desc, int64_t first, int64_t last,
-                                 int64_t& received,
+                                 const Reference& repo, const Descriptor& desc, int64_t first,
+                                 int64_t last, int64_t& received,
                                  const std::function<absl::Status(absl::string_view)>& consume);
 
   // Constant after construction.

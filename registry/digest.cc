@@ -39,9 +39,8 @@ absl::Status ValidateDigest(absl::string_view digest) {
     }
   }
   // Cap what we echo: the value may come from an untrusted registry.
-  return absl::InvalidArgumentError(
-      absl::StrCat("invalid digest \"", digest.substr(0, 140),
-                   "\" (want sha256:<64 hex> or sha512:<128 hex>)"));
+  return absl::InvalidArgumentError(absl::StrCat("invalid digest \"", digest.substr(0, 140),
+                                                 "\" (want sha256:<64 hex> or sha512:<128 hex>)"));
 }
 
 struct DigestVerifier::Ctx {
@@ -86,8 +85,7 @@ std::string DigestVerifier::Current() const {
 absl::Status DigestVerifier::Verify() const {
   std::string got = Current();
   if (got == expected_) return absl::OkStatus();
-  return absl::DataLossError(
-      absl::StrCat("digest mismatch: expected ", expected_, ", got ", got));
+  return absl::DataLossError(absl::StrCat("digest mismatch: expected ", expected_, ", got ", got));
 }
 
 std::string Sha256Digest(absl::string_view data) {

@@ -1,10 +1,9 @@
 #include "registry/hosts.h"
 
 #include <sys/stat.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
-
-#include <toml++/toml.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"

@@ -132,9 +132,10 @@ absl::Status CurlError(CURLcode code, const char* errbuf, const std::string& wha
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_ISSUER_ERROR:
-      return absl::FailedPreconditionError(absl::StrCat(
-          msg, " (TLS verification failed: add the registry's CA as `ca` in hosts.toml, "
-               "or use --insecure)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(msg,
+                       " (TLS verification failed: add the registry's CA as `ca` in hosts.toml, "
+                       "or use --insecure)"));
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
       return absl::InvalidArgumentError(msg);
@@ -168,8 +169,7 @@ absl::StatusOr<std::unique_ptr<HttpTransport>> HttpTransport::Create(TransportOp
   static CURLcode init_result = CURLE_OK;
   std::call_once(once, [] { init_result = curl_global_init(CURL_GLOBAL_DEFAULT); });
   if (init_result != CURLE_OK) {
-    return absl::InternalError(
-        absl::StrCat("curl_global_init: ", curl_easy_strerror(init_result)));
+    return absl::InternalError(absl::StrCat("curl_global_init: ", curl_easy_strerror(init_result)));
   }
   std::unique_ptr<HttpTransport> t(new HttpTransport(std::move(options)));
   for (const char* bundle : kSystemCaBundles) {
@@ -257,8 +257,8 @@ absl::StatusOr<HttpResponse> HttpTransport::Do(const HttpRequest& request, const
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(0));
   } else if (m == "PUT" || m == "PATCH" || m == "POST") {
-    curl_off_t size = request.body_reader ? request.body_size
-                                          : static_cast<curl_off_t>(request.body.size());
+    curl_off_t size =
+        request.body_reader ? request.body_size : static_cast<curl_off_t>(request.body.size());
     curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, size);
     curl_easy_setopt(curl, CURLOPT_READFUNCTION, ReadCallback);
@@ -322,8 +322,8 @@ absl::StatusOr<HttpResponse> HttpTransport::Do(const HttpRequest& request, const
   if (rc != CURLE_OK) {
     if (ex.aborted_by_sink) return absl::CancelledError(absl::StrCat(what, ": aborted by reader"));
     if (ex.body_too_large) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          what, ": response body larger than ", request.max_body_bytes, " bytes"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat(what, ": response body larger than ", request.max_body_bytes, " bytes"));
     }
     if (!ex.read_error.ok()) {
       return absl::Status(ex.read_error.code(),

@@ -184,7 +184,8 @@ absl::StatusOr<std::string> DetectManifestMediaType(absl::string_view bytes,
   return mt;
 }
 
-absl::StatusOr<std::vector<std::string>> ConfigDiffIds(absl::string_view config, const Manifest& manifest) {
+absl::StatusOr<std::vector<std::string>> ConfigDiffIds(absl::string_view config,
+                                                       const Manifest& manifest) {
   const std::string& digest = manifest.config.digest;
   json j = json::parse(config.begin(), config.end(), nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
@@ -193,7 +194,8 @@ absl::StatusOr<std::vector<std::string>> ConfigDiffIds(absl::string_view config,
   auto rootfs = j.find("rootfs");
   if (rootfs == j.end() || !rootfs->is_object() || !rootfs->contains("diff_ids") ||
       !(*rootfs)["diff_ids"].is_array()) {
-    return absl::InvalidArgumentError(absl::StrCat("image config ", digest, " has no rootfs.diff_ids"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("image config ", digest, " has no rootfs.diff_ids"));
   }
   std::vector<std::string> out;
   for (const json& d : (*rootfs)["diff_ids"]) {
@@ -201,13 +203,15 @@ absl::StatusOr<std::vector<std::string>> ConfigDiffIds(absl::string_view config,
     std::string s = d.get<std::string>();
     absl::Status valid = ValidateDigest(s);
     if (!valid.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("image config ", digest, ": ", valid.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("image config ", digest, ": ", valid.message()));
     }
     out.push_back(std::move(s));
   }
   if (out.size() != manifest.layers.size()) {
     return absl::InvalidArgumentError(absl::StrCat("image has ", manifest.layers.size(),
-                                                   " layers but its config lists ", out.size(), " diff ids"));
+                                                   " layers but its config lists ", out.size(),
+                                                   " diff ids"));
   }
   return out;
 }
@@ -259,9 +263,9 @@ absl::StatusOr<Descriptor> SelectPlatform(const Index& index, const Platform& wa
     if (PlatformMatches(want, *d.platform)) return d;
     have.push_back(d.platform->String());
   }
-  return absl::NotFoundError(absl::StrCat("no manifest for platform ", want.String(),
-                                          " in the index (it has: ",
-                                          have.empty() ? "none" : absl::StrJoin(have, ", "), ")"));
+  return absl::NotFoundError(absl::StrCat(
+      "no manifest for platform ", want.String(),
+      " in the index (it has: ", have.empty() ? "none" : absl::StrJoin(have, ", "), ")"));
 }
 
 nlohmann::json DescriptorToJson(const Descriptor& d) {

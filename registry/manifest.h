@@ -7,11 +7,10 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -101,7 +100,8 @@ absl::StatusOr<Manifest> ParseManifest(absl::string_view bytes, absl::string_vie
 
 // The image config's rootfs.diff_ids (bottom layer first), each a valid
 // digest, exactly one per layer of `manifest`; `config` is the config blob.
-absl::StatusOr<std::vector<std::string>> ConfigDiffIds(absl::string_view config, const Manifest& manifest);
+absl::StatusOr<std::vector<std::string>> ConfigDiffIds(absl::string_view config,
+                                                       const Manifest& manifest);
 absl::StatusOr<Index> ParseIndex(absl::string_view bytes, absl::string_view media_type);
 
 // The first entry of `index` that matches `want`; NotFound listing the

@@ -68,8 +68,8 @@ absl::StatusOr<RangePlan> PlanRangeResponse(long status, absl::string_view conte
                                             ", server sent bytes from ", cr->first));
   }
   if (last >= 0 && cr->last > last) {
-    return absl::DataLossError(absl::StrCat("asked for ", RangeHeader(first, last),
-                                            ", server sent up to ", cr->last));
+    return absl::DataLossError(
+        absl::StrCat("asked for ", RangeHeader(first, last), ", server sent up to ", cr->last));
   }
   if (blob_size >= 0 && cr->total >= 0 && cr->total != blob_size) {
     return absl::DataLossError(absl::StrCat("server says the blob has ", cr->total,

@@ -9,10 +9,10 @@
 // only be caught by the final digest check, after wasting the transfer.
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include <string>
 
 namespace accel::registry {
 

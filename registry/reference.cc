@@ -60,7 +60,8 @@ bool ValidDomain(absl::string_view d) {
     size_t close = d.find(']');
     if (close == absl::string_view::npos || close == 1) return false;
     for (char c : d.substr(1, close - 1)) {
-      if (!absl::ascii_isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+      if (!absl::ascii_isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.')
+        return false;
     }
     absl::string_view rest = d.substr(close + 1);
     if (rest.empty()) return true;

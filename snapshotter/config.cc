@@ -1,6 +1,5 @@
 #include "snapshotter/config.h"
 
-
 #include <toml++/toml.h>
 
 #include "absl/strings/str_cat.h"
@@ -12,8 +11,7 @@ namespace accel::snapshotter {
 namespace {
 
 absl::Status TypeError(const std::string& origin, absl::string_view key, absl::string_view want) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(origin, ": \"", key, "\" must be ", want));
+  return absl::InvalidArgumentError(absl::StrCat(origin, ": \"", key, "\" must be ", want));
 }
 
 absl::Status GetString(const toml::table& t, const std::string& origin, const char* key,
@@ -73,7 +71,8 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
   ACCEL_RETURN_IF_ERROR(GetBool(t, origin, "prefetch", c.prefetch));
   ACCEL_RETURN_IF_ERROR(GetString(t, origin, "hosts_dir", c.hosts_dir));
   ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "chunk_cache_mib", 64, 1 << 24, c.chunk_cache_mib));
-  ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "background_fetch_mibps", 0, 100000, c.background_fetch_mibps));
+  ACCEL_RETURN_IF_ERROR(
+      GetInt(t, origin, "background_fetch_mibps", 0, 100000, c.background_fetch_mibps));
   ACCEL_RETURN_IF_ERROR(GetString(t, origin, "cri_image_address", c.cri_image_address));
   ACCEL_RETURN_IF_ERROR(GetString(t, origin, "cri_upstream", c.cri_upstream));
   if (c.cri_upstream.empty()) {

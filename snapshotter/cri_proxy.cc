@@ -24,27 +24,23 @@ class CriImageProxy final : public rt::ImageService::Service {
 
   grpc::Status ListImages(grpc::ServerContext* ctx, const rt::ListImagesRequest* req,
                           rt::ListImagesResponse* resp) override {
-    return Forward(ctx, "ListImages", [&](grpc::ClientContext* c) {
-      return upstream_->ListImages(c, *req, resp);
-    });
+    return Forward(ctx, "ListImages",
+                   [&](grpc::ClientContext* c) { return upstream_->ListImages(c, *req, resp); });
   }
   grpc::Status ImageStatus(grpc::ServerContext* ctx, const rt::ImageStatusRequest* req,
                            rt::ImageStatusResponse* resp) override {
-    return Forward(ctx, "ImageStatus", [&](grpc::ClientContext* c) {
-      return upstream_->ImageStatus(c, *req, resp);
-    });
+    return Forward(ctx, "ImageStatus",
+                   [&](grpc::ClientContext* c) { return upstream_->ImageStatus(c, *req, resp); });
   }
   grpc::Status RemoveImage(grpc::ServerContext* ctx, const rt::RemoveImageRequest* req,
                            rt::RemoveImageResponse* resp) override {
-    return Forward(ctx, "RemoveImage", [&](grpc::ClientContext* c) {
-      return upstream_->RemoveImage(c, *req, resp);
-    });
+    return Forward(ctx, "RemoveImage",
+                   [&](grpc::ClientContext* c) { return upstream_->RemoveImage(c, *req, resp); });
   }
   grpc::Status ImageFsInfo(grpc::ServerContext* ctx, const rt::ImageFsInfoRequest* req,
                            rt::ImageFsInfoResponse* resp) override {
-    return Forward(ctx, "ImageFsInfo", [&](grpc::ClientContext* c) {
-      return upstream_->ImageFsInfo(c, *req, resp);
-    });
+    return Forward(ctx, "ImageFsInfo",
+                   [&](grpc::ClientContext* c) { return upstream_->ImageFsInfo(c, *req, resp); });
   }
 
   grpc::Status PullImage(grpc::ServerContext* ctx, const rt::PullImageRequest* req,
@@ -65,16 +61,16 @@ class CriImageProxy final : public rt::ImageService::Service {
                   LogField("image", image), LogField("host", pc->host));
         options_.registry->SetCredentials(pc->host, std::move(pc->credentials));
       } else if (!a.registry_token().empty()) {
-        ACCEL_LOG(kWarn, "msg=\"CRI pull: registry_token credentials are not supported for "
-                         "lazy layers\"",
+        ACCEL_LOG(kWarn,
+                  "msg=\"CRI pull: registry_token credentials are not supported for "
+                  "lazy layers\"",
                   LogField("image", image));
       }
     }
     ACCEL_LOG(kDebug, "msg=\"CRI pull\"", LogField("image", image),
               LogField("auth", has_auth ? "yes" : "no"));
-    return Forward(ctx, "PullImage", [&](grpc::ClientContext* c) {
-      return upstream_->PullImage(c, *req, resp);
-    });
+    return Forward(ctx, "PullImage",
+                   [&](grpc::ClientContext* c) { return upstream_->PullImage(c, *req, resp); });
   }
 
  private:
@@ -125,10 +121,9 @@ absl::StatusOr<PullCredentials> CredentialsFromAuthConfig(const std::string& ima
   } else if (!auth.empty()) {
     std::string decoded;
     size_t colon;
-    if (!absl::Base64Unescape(auth, &decoded) ||
-        (colon = decoded.find(':')) == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the pull of ", image, " carries a malformed \"auth\" (want base64 of user:password)"));
+    if (!absl::Base64Unescape(auth, &decoded) || (colon = decoded.find(':')) == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the pull of ", image, " carries a malformed \"auth\" (want base64 of user:password)"));
     }
     c.username = decoded.substr(0, colon);
     c.password = decoded.substr(colon + 1);

@@ -20,10 +20,10 @@
 // used by accel; username/password, auth (base64 "user:pass") and
 // identity_token are.
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "registry/auth.h"
@@ -49,13 +49,15 @@ std::unique_ptr<grpc::Service> NewCriImageProxy(CriProxyOptions options);
 // What PullImage's AuthConfig amounts to, for the registry of `image` (a CRI
 // image reference, e.g. "registry.example/app:v1"). Exposed for tests.
 struct PullCredentials {
-  std::string host;  // normalised registry host of the image
+  std::string host;                   // normalised registry host of the image
   registry::Credentials credentials;  // empty: the pull carried none
 };
 // InvalidArgument (naming `image`, never a secret) if the reference does not
 // parse or the base64 `auth` is malformed.
-absl::StatusOr<PullCredentials> CredentialsFromAuthConfig(
-    const std::string& image, const std::string& username, const std::string& password,
-    const std::string& auth, const std::string& identity_token);
+absl::StatusOr<PullCredentials> CredentialsFromAuthConfig(const std::string& image,
+                                                          const std::string& username,
+                                                          const std::string& password,
+                                                          const std::string& auth,
+                                                          const std::string& identity_token);
 
 }  // namespace accel::snapshotter

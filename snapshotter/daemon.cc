@@ -1,5 +1,7 @@
 #include "snapshotter/daemon.h"
 
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -10,9 +12,6 @@
 #include <cerrno>
 #include <cstring>
 #include <initializer_list>
-
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/resource_quota.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -102,8 +101,8 @@ absl::StatusOr<std::unique_ptr<registry::Client>> MakeDaemonRegistryClient(const
 
 // Builds and starts a gRPC server with `services` on unix socket `path`,
 // created root-only (mode 0600, no window in which others can connect).
-absl::StatusOr<std::unique_ptr<grpc::Server>> Serve(const std::string& path, int max_threads,
-                                                    std::initializer_list<grpc::Service*> services) {
+absl::StatusOr<std::unique_ptr<grpc::Server>> Serve(
+    const std::string& path, int max_threads, std::initializer_list<grpc::Service*> services) {
   grpc::ServerBuilder builder;
   grpc::ResourceQuota quota(absl::StrCat("accel-rpc:", path));
   quota.SetMaxThreads(max_threads);
@@ -173,11 +172,12 @@ absl::Status RunDaemon(const Config& config) {
 
   ACCEL_RETURN_IF_ERROR(PrepareSocketPath(config.address));
   auto snapshots = NewSnapshotsService(sn.get());
-  auto daemon = NewDaemonService(sn.get(), DaemonInfo{config.address, absl::Now(), &store_layers, estargz_layers.get()});
+  auto daemon = NewDaemonService(
+      sn.get(), DaemonInfo{config.address, absl::Now(), &store_layers, estargz_layers.get()});
 
-  ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<grpc::Server> server,
-                         Serve(config.address, config.max_rpc_threads,
-                               {snapshots.get(), daemon.get()}));
+  ACCEL_ASSIGN_OR_RETURN(
+      std::unique_ptr<grpc::Server> server,
+      Serve(config.address, config.max_rpc_threads, {snapshots.get(), daemon.get()}));
   // The CRI image proxy, on a socket of its own (kubelet's
   // --image-service-endpoint): PullImage credentials reach `client`.
   std::unique_ptr<grpc::Service> cri_proxy;
@@ -216,8 +216,8 @@ absl::Status RunDaemon(const Config& config) {
   ACCEL_LOG(kInfo, "msg=\"shutting down\"", LogField("signal", strsignal(sig)));
   sd_notify(0, "STOPPING=1");
   // Stops accepting; in-flight RPCs get kShutdownGrace to finish.
-  auto deadline = std::chrono::system_clock::now() +
-                  std::chrono::seconds(absl::ToInt64Seconds(kShutdownGrace));
+  auto deadline =
+      std::chrono::system_clock::now() + std::chrono::seconds(absl::ToInt64Seconds(kShutdownGrace));
   if (cri_server != nullptr) {
     cri_server->Shutdown(deadline);
     cri_server->Wait();

@@ -65,29 +65,36 @@ absl::StatusOr<std::string> EstargzLayers::MountLayer(const Labels& labels,
   // passes here).
   if (toc_digest.empty()) {
     if (strict) {
-      return absl::FailedPreconditionError(absl::StrCat("layer ", digest, ": no TOC digest annotation"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("layer ", digest, ": no TOC digest annotation"));
     }
-    ACCEL_LOG(kDebug, "msg=\"no TOC digest annotation; not mounted lazily\"", LogField("layer", digest));
+    ACCEL_LOG(kDebug, "msg=\"no TOC digest annotation; not mounted lazily\"",
+              LogField("layer", digest));
     return std::string();
   }
 
-  ACCEL_ASSIGN_OR_RETURN(std::optional<int64_t> size, client_->StatBlob(ref, digest, registry::kCapPull));
-  if (!size) return absl::NotFoundError(absl::StrCat("registry has no blob ", digest, " in ", ref.Name()));
+  ACCEL_ASSIGN_OR_RETURN(std::optional<int64_t> size,
+                         client_->StatBlob(ref, digest, registry::kCapPull));
+  if (!size)
+    return absl::NotFoundError(absl::StrCat("registry has no blob ", digest, " in ", ref.Name()));
   registry::Descriptor desc;
   desc.digest = digest;
   desc.size = *size;
   registry::Client* client = client_;
-  estargz::ReadAtFn read_at = [client, ref, desc](uint64_t offset, uint64_t length) -> absl::StatusOr<std::string> {
-    ACCEL_ASSIGN_OR_RETURN(std::string bytes, client->ReadBlobRange(ref, desc, static_cast<int64_t>(offset),
-                                                                   static_cast<int64_t>(length)));
+  estargz::ReadAtFn read_at = [client, ref, desc](uint64_t offset,
+                                                  uint64_t length) -> absl::StatusOr<std::string> {
+    ACCEL_ASSIGN_OR_RETURN(std::string bytes,
+                           client->ReadBlobRange(ref, desc, static_cast<int64_t>(offset),
+                                                 static_cast<int64_t>(length)));
     if (bytes.size() != length) {
-      return absl::DataLossError(absl::StrCat("short read of ", desc.digest, " at ", offset, ": got ",
-                                              bytes.size(), " of ", length, " bytes"));
+      return absl::DataLossError(absl::StrCat("short read of ", desc.digest, " at ", offset,
+                                              ": got ", bytes.size(), " of ", length, " bytes"));
     }
     return bytes;
   };
   absl::Time start = absl::Now();
-  absl::StatusOr<estargz::Toc> toc = estargz::ReadToc(read_at, static_cast<uint64_t>(*size), toc_digest);
+  absl::StatusOr<estargz::Toc> toc =
+      estargz::ReadToc(read_at, static_cast<uint64_t>(*size), toc_digest);
   if (!toc.ok()) return Annotate(toc.status(), "read TOC of ", digest);
   // Every chunk must be verifiable against the TOC. Anything else is
   // downloaded (and checked against its digest) by containerd.
@@ -102,7 +109,8 @@ absl::StatusOr<std::string> EstargzLayers::MountLayer(const Labels& labels,
     }
   }
   if (unverifiable != nullptr) {
-    if (strict) return absl::FailedPreconditionError(absl::StrCat("layer ", digest, ": ", unverifiable));
+    if (strict)
+      return absl::FailedPreconditionError(absl::StrCat("layer ", digest, ": ", unverifiable));
     ACCEL_LOG(kInfo, "msg=\"eStargz layer cannot be verified lazily; downloading it\"",
               LogField("layer", digest), LogField("why", unverifiable));
     return std::string();
@@ -122,7 +130,8 @@ absl::StatusOr<std::string> EstargzLayers::MountLayer(const Labels& labels,
   return std::string(kEstargzKind);
 }
 
-absl::StatusOr<std::string> EstargzLayers::Mount(const Labels& labels, const std::string& /*parent*/,
+absl::StatusOr<std::string> EstargzLayers::Mount(const Labels& labels,
+                                                 const std::string& /*parent*/,
                                                  const std::string& mountpoint) {
   return MountLayer(labels, mountpoint, false);
 }
@@ -151,7 +160,8 @@ void EstargzLayers::BackgroundLoop() {
     std::shared_ptr<fuse::EstargzSource> source;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      auto ready = [this]()
+                       ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (stopping_) return;
       mountpoint = queue_.front();
@@ -189,7 +199,9 @@ void EstargzLayers::BackgroundLoop() {
     for (size_t i = 0; i < all.size() && still_wanted();) {
       // One range at a time, then sleep long enough to stay under the rate.
       size_t j = i;
-      while (j < all.size() && all[j].blob_offset + all[j].compressed_size - all[i].blob_offset <= kBackgroundRange) ++j;
+      while (j < all.size() &&
+             all[j].blob_offset + all[j].compressed_size - all[i].blob_offset <= kBackgroundRange)
+        ++j;
       if (j == i) j = i + 1;
       absl::Status s = source->Fetch(all.subspan(i, j - i), kBackgroundRange, &done);
       if (!s.ok()) {
@@ -198,7 +210,8 @@ void EstargzLayers::BackgroundLoop() {
         break;
       }
       i = j;
-      absl::Duration due = absl::Seconds(static_cast<double>(done) / options_.background_bytes_per_sec);
+      absl::Duration due =
+          absl::Seconds(static_cast<double>(done) / options_.background_bytes_per_sec);
       absl::Duration spent = absl::Now() - start;
       if (due > spent) absl::SleepFor(std::min(due - spent, absl::Seconds(1)));
     }

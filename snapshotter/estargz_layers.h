@@ -68,7 +68,8 @@ class EstargzLayers final : public RemoteLayers {
     std::shared_ptr<fuse::EstargzSource> source;
   };
   // Mounts; `strict` (Restore) turns "not eStargz" into an error.
-  absl::StatusOr<std::string> MountLayer(const Labels& labels, const std::string& mountpoint, bool strict);
+  absl::StatusOr<std::string> MountLayer(const Labels& labels, const std::string& mountpoint,
+                                         bool strict);
   void BackgroundLoop();
 
   registry::Client* const client_;
@@ -78,7 +79,7 @@ class EstargzLayers final : public RemoteLayers {
 
   absl::Mutex mu_;
   std::map<std::string, MountState> mounted_ ABSL_GUARDED_BY(mu_);  // by mountpoint
-  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);           // mountpoints to fetch for
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);              // mountpoints to fetch for
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread worker_;
 };

@@ -1,8 +1,7 @@
 #include "snapshotter/grpc_service.h"
 
-#include <unistd.h>
-
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"

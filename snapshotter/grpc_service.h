@@ -5,14 +5,14 @@
 // messages to snapshotter/types.h and absl::Status to grpc::Status, nothing
 // else. Every failed call is logged once, here, with its key and error.
 
+#include <grpcpp/impl/codegen/service_type.h>
+#include <grpcpp/impl/codegen/status.h>
+
 #include <memory>
 #include <string>
 
 #include "absl/time/time.h"
 #include "snapshotter/snapshotter.h"
-
-#include <grpcpp/impl/codegen/service_type.h>
-#include <grpcpp/impl/codegen/status.h>
 
 namespace accel::snapshotter {
 

@@ -15,7 +15,9 @@ namespace accel::snapshotter {
 
 class LayerResolver final : public RemoteLayers {
  public:
-  void Add(std::string kind, RemoteLayers* layers) { sources_.emplace_back(std::move(kind), layers); }
+  void Add(std::string kind, RemoteLayers* layers) {
+    sources_.emplace_back(std::move(kind), layers);
+  }
 
   absl::StatusOr<std::string> Mount(const Labels& labels, const std::string& parent,
                                     const std::string& mountpoint) override;

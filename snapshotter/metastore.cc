@@ -155,9 +155,9 @@ absl::Status Transaction::Commit() {
 
 absl::StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& path) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
@@ -177,9 +177,9 @@ absl::StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& pa
     if (!row.ok()) {
       s = row.status();
     } else if (*row && st.Text(0) != absl::StrCat(kSchemaVersion)) {
-      s = absl::FailedPreconditionError(absl::StrCat(
-          "metadata database ", path, " has schema version ", st.Text(0), ", this build reads ",
-          kSchemaVersion));
+      s = absl::FailedPreconditionError(absl::StrCat("metadata database ", path,
+                                                     " has schema version ", st.Text(0),
+                                                     ", this build reads ", kSchemaVersion));
     } else if (!*row) {
       Stmt ins(db, "INSERT INTO meta(key, value) VALUES('schema_version', ?1)");
       s = ins.Bind(1, absl::StrCat(kSchemaVersion)).Run();
@@ -363,8 +363,7 @@ absl::StatusOr<int64_t> MetaStore::CommitActive(Transaction& tx, absl::string_vi
   return rec->id;
 }
 
-absl::StatusOr<std::pair<int64_t, Kind>> MetaStore::Remove(Transaction& tx,
-                                                           absl::string_view key) {
+absl::StatusOr<std::pair<int64_t, Kind>> MetaStore::Remove(Transaction& tx, absl::string_view key) {
   if (!tx.writable()) return absl::InternalError("Remove needs a writable transaction");
   Stmt st(db_, "SELECT id, kind FROM snapshots WHERE name = ?1");
   ACCEL_RETURN_IF_ERROR(st.status());
@@ -376,8 +375,8 @@ absl::StatusOr<std::pair<int64_t, Kind>> MetaStore::Remove(Transaction& tx,
   ACCEL_RETURN_IF_ERROR(child.status());
   ACCEL_ASSIGN_OR_RETURN(bool has_child, child.Bind(1, id).Step());
   if (has_child) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot remove snapshot ", key, " with child (", child.Text(0), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot remove snapshot ", key, " with child (", child.Text(0), ")"));
   }
   Stmt del(db_, "DELETE FROM snapshots WHERE id = ?1");
   ACCEL_RETURN_IF_ERROR(del.status());
@@ -386,8 +385,7 @@ absl::StatusOr<std::pair<int64_t, Kind>> MetaStore::Remove(Transaction& tx,
 }
 
 absl::StatusOr<Info> MetaStore::UpdateInfo(Transaction& tx, const Info& info,
-                                           const std::vector<std::string>& paths,
-                                           absl::Time now) {
+                                           const std::vector<std::string>& paths, absl::Time now) {
   if (!tx.writable()) return absl::InternalError("UpdateInfo needs a writable transaction");
   ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, GetLocked(info.name));
   Labels labels = rec.info.labels;

@@ -34,7 +34,7 @@ namespace accel::snapshotter {
 struct SnapshotRecord {
   int64_t id = 0;
   Info info;
-  Usage usage;                     // as recorded at commit (zero for active/view)
+  Usage usage;                      // as recorded at commit (zero for active/view)
   std::vector<int64_t> parent_ids;  // nearest parent first
 };
 

@@ -48,7 +48,8 @@ absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(const Snapshotter
   MountPlanOptions plan;
   plan.index_off = OverlaySupportsIndex();
   plan.userxattr = InUserNamespace();
-  std::unique_ptr<Snapshotter> sn(new Snapshotter(options.root, std::move(ms), plan, options.remote));
+  std::unique_ptr<Snapshotter> sn(
+      new Snapshotter(options.root, std::move(ms), plan, options.remote));
   if (sn->remote_ != nullptr) ACCEL_RETURN_IF_ERROR(sn->RestoreRemote());
   return sn;
 }
@@ -92,8 +93,8 @@ std::vector<Mount> Snapshotter::MountsFor(const SnapshotRecord& rec) const {
 }
 
 absl::StatusOr<SnapshotRecord> Snapshotter::CreateSnapshot(Kind kind, const std::string& key,
-                                                          const std::string& parent,
-                                                          const Labels& labels) {
+                                                           const std::string& parent,
+                                                           const Labels& labels) {
   ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(true));
   // The temporary directory is made under the write transaction, so Cleanup
   // (which also takes it) never sees an in-flight one.
@@ -182,7 +183,8 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::PrepareRemote(const std::string&
   committed[kRemoteKindLabel] = *kind;
   absl::Status s = [&]() -> absl::Status {
     ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(true));
-    ACCEL_RETURN_IF_ERROR(ms_->CommitActive(tx, key, target, committed, Usage{}, absl::Now()).status());
+    ACCEL_RETURN_IF_ERROR(
+        ms_->CommitActive(tx, key, target, committed, Usage{}, absl::Now()).status());
     return tx.Commit();
   }();
   if (!s.ok()) {
@@ -226,9 +228,9 @@ absl::Status Snapshotter::Commit(const std::string& name, const std::string& key
   // Measure outside the transaction: a big layer takes a while to walk.
   ACCEL_ASSIGN_OR_RETURN(DiskUsageResult du, DiskUsage(FsPath(id)));
   ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(true));
-  ACCEL_ASSIGN_OR_RETURN(int64_t committed_id,
-                         ms_->CommitActive(tx, key, name, labels, Usage{du.bytes, du.inodes},
-                                           absl::Now()));
+  ACCEL_ASSIGN_OR_RETURN(
+      int64_t committed_id,
+      ms_->CommitActive(tx, key, name, labels, Usage{du.bytes, du.inodes}, absl::Now()));
   if (committed_id != id) {
     return absl::FailedPreconditionError(
         absl::StrCat("snapshot ", key, " changed while it was being committed"));

@@ -96,8 +96,8 @@ class Snapshotter {
   // snapshot when the layer is not remote, AlreadyExists when it was
   // committed remotely.
   absl::StatusOr<std::vector<Mount>> PrepareRemote(const std::string& key,
-                                                   const std::string& parent,
-                                                   const Labels& labels, const std::string& target);
+                                                   const std::string& parent, const Labels& labels,
+                                                   const std::string& target);
   absl::Status RestoreRemote();
   std::vector<Mount> MountsFor(const SnapshotRecord& rec) const;
   std::string SnapshotsDir() const { return root_ + "/snapshots"; }

@@ -30,7 +30,8 @@ absl::StatusOr<std::shared_ptr<const store::Store>> StoreLayers::GetStore() {
     store_error_ = error;
     return opened.status();
   }
-  if (!store_error_.empty()) ACCEL_LOG(kInfo, "msg=\"store reachable again\"", LogField("store", store_dir_));
+  if (!store_error_.empty())
+    ACCEL_LOG(kInfo, "msg=\"store reachable again\"", LogField("store", store_dir_));
   store_error_.clear();
   return std::shared_ptr<const store::Store>(std::move(*opened));
 }
@@ -74,7 +75,7 @@ absl::Status StoreLayers::MountLayer(const store::Store& store, const std::strin
 }
 
 absl::StatusOr<std::string> StoreLayers::Mount(const Labels& labels, const std::string& parent,
-                                              const std::string& mountpoint) {
+                                               const std::string& mountpoint) {
   const std::string* diff_id = Find(labels, kStoreLayerLabel);
   if (diff_id == nullptr || store_dir_.empty()) return std::string();
   if (!store::ValidateDiffId(*diff_id).ok()) {
@@ -88,12 +89,14 @@ absl::StatusOr<std::string> StoreLayers::Mount(const Labels& labels, const std::
   // its config: never mount under someone else's name.
   // containerd's metadata layer names backend snapshots "ns/id/name"; a
   // parent committed by the remote path has its bare chain id as name.
-  const std::string parent_chain = parent.substr(parent.rfind('/') == std::string::npos ? 0 : parent.rfind('/') + 1);
+  const std::string parent_chain =
+      parent.substr(parent.rfind('/') == std::string::npos ? 0 : parent.rfind('/') + 1);
   const std::string* target = Find(labels, kTargetRefLabel);
   const std::string chain =
       parent.empty() ? *diff_id : Sha256::Of(absl::StrCat(parent_chain, " ", *diff_id));
   if (target == nullptr || *target != chain) {
-    ACCEL_LOG(kWarn, "msg=\"store layer label does not match the layer's chain id; downloading it\"",
+    ACCEL_LOG(kWarn,
+              "msg=\"store layer label does not match the layer's chain id; downloading it\"",
               LogField("layer", *diff_id), LogField("target", target ? *target : ""),
               LogField("parent", parent));
     return std::string();
@@ -111,7 +114,8 @@ absl::StatusOr<std::string> StoreLayers::Mount(const Labels& labels, const std::
     ACCEL_LOG(kInfo, "msg=\"layer not in the store; downloading it\"", LogField("layer", *diff_id));
     return std::string();
   }
-  ACCEL_RETURN_IF_ERROR(Annotate(MountLayer(**store, *diff_id, mountpoint), "mount store layer ", *diff_id));
+  ACCEL_RETURN_IF_ERROR(
+      Annotate(MountLayer(**store, *diff_id, mountpoint), "mount store layer ", *diff_id));
   return std::string(kStoreKind);
 }
 

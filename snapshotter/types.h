@@ -29,7 +29,7 @@ struct Info {
 };
 
 struct Usage {
-  int64_t size = 0;    // bytes
+  int64_t size = 0;  // bytes
   int64_t inodes = 0;
 };
 

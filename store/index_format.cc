@@ -43,13 +43,15 @@ class Reader {
   absl::Status U32(uint32_t& v) {
     ACCEL_RETURN_IF_ERROR(Need(4, "u32"));
     v = 0;
-    for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<uint8_t>(data_[pos_++])) << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      v |= static_cast<uint32_t>(static_cast<uint8_t>(data_[pos_++])) << (8 * i);
     return absl::OkStatus();
   }
   absl::Status U64(uint64_t& v) {
     ACCEL_RETURN_IF_ERROR(Need(8, "u64"));
     v = 0;
-    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(data_[pos_++])) << (8 * i);
+    for (int i = 0; i < 8; ++i)
+      v |= static_cast<uint64_t>(static_cast<uint8_t>(data_[pos_++])) << (8 * i);
     return absl::OkStatus();
   }
   absl::Status Str(std::string& s, uint32_t max, absl::string_view what) {
@@ -183,9 +185,9 @@ absl::StatusOr<LayerIndex> DecodeIndex(absl::string_view bytes, absl::string_vie
   uint32_t version = 0, reserved = 0;
   ACCEL_RETURN_IF_ERROR(r.U32(version));
   if (version != kIndexVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        origin, ": index version ", version, " is not supported (this build reads ",
-        kIndexVersion, ")"));
+    return absl::FailedPreconditionError(absl::StrCat(origin, ": index version ", version,
+                                                      " is not supported (this build reads ",
+                                                      kIndexVersion, ")"));
   }
   ACCEL_RETURN_IF_ERROR(r.U32(reserved));
   LayerIndex index;

@@ -123,7 +123,8 @@ absl::Status ReadTar(struct archive* a, Feed& feed, DataWriter& data, LayerIndex
                                               " entries: ", archive_error_string(a)));
     }
     if (index.entries.size() >= kMaxEntries) {
-      return absl::InvalidArgumentError(absl::StrCat("layer has more than ", kMaxEntries, " entries"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer has more than ", kMaxEntries, " entries"));
     }
     LayerEntry e;
     ACCEL_ASSIGN_OR_RETURN(e.path, CleanTarName(archive_entry_pathname(ae), "tar entry"));
@@ -149,12 +150,14 @@ absl::Status ReadTar(struct archive* a, Feed& feed, DataWriter& data, LayerIndex
 
     if (const char* hl = archive_entry_hardlink(ae); hl != nullptr) {
       e.type = EntryType::kHardlink;
-      ACCEL_ASSIGN_OR_RETURN(e.link_target, CleanTarName(hl, absl::StrCat("hard link target of ", quoted())));
+      ACCEL_ASSIGN_OR_RETURN(e.link_target,
+                             CleanTarName(hl, absl::StrCat("hard link target of ", quoted())));
       auto it = types.find(e.link_target);
-      if (it == types.end() || (it->second != EntryType::kRegular && it->second != EntryType::kHardlink)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            quoted(), " is a hard link to \"", e.link_target,
-            "\", which is not an earlier regular file of this layer"));
+      if (it == types.end() ||
+          (it->second != EntryType::kRegular && it->second != EntryType::kHardlink)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(quoted(), " is a hard link to \"", e.link_target,
+                         "\", which is not an earlier regular file of this layer"));
       }
     } else {
       switch (archive_entry_filetype(ae)) {
@@ -200,14 +203,16 @@ absl::Status ReadTar(struct archive* a, Feed& feed, DataWriter& data, LayerIndex
     while (archive_entry_xattr_next(ae, &xname, &xvalue, &xsize) == ARCHIVE_OK) {
       if (xname == nullptr || std::strlen(xname) == 0 || std::strlen(xname) > 255 ||
           xsize > kMaxXattrValueBytes || e.xattrs.size() >= kMaxXattrs) {
-        return absl::InvalidArgumentError(absl::StrCat(quoted(), " has an invalid extended attribute"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(quoted(), " has an invalid extended attribute"));
       }
       e.xattrs[xname] = std::string(static_cast<const char*>(xvalue), xsize);
     }
 
     if (e.type == EntryType::kRegular) {
       const int64_t declared = archive_entry_size(ae);
-      if (declared < 0) return absl::InvalidArgumentError(absl::StrCat(quoted(), " has a negative size"));
+      if (declared < 0)
+        return absl::InvalidArgumentError(absl::StrCat(quoted(), " has a negative size"));
       e.size = static_cast<uint64_t>(declared);
       e.data_offset = data.offset();
       Sha256 h;
@@ -332,8 +337,9 @@ absl::StatusOr<WriteResult> Store::WriteLayer(absl::string_view diff_id, const R
   ACCEL_RETURN_IF_ERROR(data.Flush());
   const std::string got = feed.hash.Digest();
   if (got != diff_id) {
-    return absl::DataLossError(absl::StrCat("layer ", diff_id, ": the uncompressed stream's digest is ",
-                                            got, " (wrong or corrupt layer)"));
+    return absl::DataLossError(absl::StrCat("layer ", diff_id,
+                                            ": the uncompressed stream's digest is ", got,
+                                            " (wrong or corrupt layer)"));
   }
   index.data_size = data.offset();
   ACCEL_RETURN_IF_ERROR(FsyncFd(data_fd.get(), data_path));

@@ -9,9 +9,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -47,7 +46,8 @@ absl::StatusOr<UniqueFd> OpenBelow(const std::string& root, const std::vector<st
     UniqueFd next(::openat(cur.get(), parts[i].c_str(), flags));
     if (!next.valid()) {
       if (errno == ELOOP || errno == ENOTDIR) {
-        return absl::DataLossError(absl::StrCat(where, " is a symlink or not a directory; refusing it"));
+        return absl::DataLossError(
+            absl::StrCat(where, " is a symlink or not a directory; refusing it"));
       }
       return ErrnoToStatus(errno, absl::StrCat("open ", where));
     }
@@ -107,9 +107,12 @@ absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir) {
 }
 
 nlohmann::json RecordToJson(const ImageRecord& r) {
-  return nlohmann::json{{"target", r.target},           {"source", r.source},
-                        {"manifest_digest", r.manifest_digest}, {"platform", r.platform},
-                        {"diff_ids", r.diff_ids},       {"blobs", r.blobs},
+  return nlohmann::json{{"target", r.target},
+                        {"source", r.source},
+                        {"manifest_digest", r.manifest_digest},
+                        {"platform", r.platform},
+                        {"diff_ids", r.diff_ids},
+                        {"blobs", r.blobs},
                         {"created_unix", r.created_unix}};
 }
 
@@ -142,7 +145,8 @@ absl::StatusOr<ImageRecord> RecordFromJson(absl::string_view text, const std::st
   if (!list("diff_ids", r.diff_ids)) return bad("missing diff_ids");
   list("blobs", r.blobs);
   for (const std::string& d : r.diff_ids) {
-    if (!ValidateDiffId(d).ok()) return bad(absl::StrCat("invalid diff id \"", d.substr(0, 80), "\""));
+    if (!ValidateDiffId(d).ok())
+      return bad(absl::StrCat("invalid diff id \"", d.substr(0, 80), "\""));
   }
   if (auto it = j.find("created_unix"); it != j.end() && it->is_number_integer()) {
     r.created_unix = it->get<int64_t>();
@@ -177,8 +181,8 @@ std::string RandomHex(size_t bytes) {
 absl::Status ValidateDiffId(absl::string_view diff_id) {
   if (!absl::StartsWith(diff_id, "sha256:") || diff_id.size() != 71 ||
       !IsLowerHex(diff_id.substr(7))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid layer digest \"", diff_id.substr(0, 100), "\" (want sha256:<64 hex>)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid layer digest \"", diff_id.substr(0, 100), "\" (want sha256:<64 hex>)"));
   }
   return absl::OkStatus();
 }
@@ -263,7 +267,8 @@ absl::StatusOr<LayerInfo> Store::StatLayer(absl::string_view diff_id) const {
     return ErrnoToStatus(errno, absl::StrCat("layer ", diff_id));
   }
   if (::stat((dir + "/index").c_str(), &ist) != 0 || ::stat((dir + "/data").c_str(), &dast) != 0) {
-    return absl::DataLossError(absl::StrCat("layer ", diff_id, ": index or data file missing in ", dir));
+    return absl::DataLossError(
+        absl::StrCat("layer ", diff_id, ": index or data file missing in ", dir));
   }
   LayerInfo info;
   info.diff_id = std::string(diff_id);
@@ -276,7 +281,8 @@ absl::StatusOr<LayerInfo> Store::StatLayer(absl::string_view diff_id) const {
   char head[24];
   if (fd.valid() && ::pread(fd.get(), head, sizeof head, 0) == static_cast<ssize_t>(sizeof head)) {
     uint64_t n = 0;
-    for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<uint8_t>(head[16 + i])) << (8 * i);
+    for (int i = 0; i < 8; ++i)
+      n |= static_cast<uint64_t>(static_cast<uint8_t>(head[16 + i])) << (8 * i);
     info.entries = n;
   }
   return info;
@@ -316,11 +322,13 @@ absl::StatusOr<OpenLayer> Store::Open(absl::string_view diff_id) const {
   ACCEL_ASSIGN_OR_RETURN(std::string bytes, ReadAll(ifd->get(), index_path, kMaxIndexBytes));
   ACCEL_ASSIGN_OR_RETURN(layer.index, DecodeIndex(bytes, index_path));
   if (layer.index.diff_id != diff_id) {
-    return absl::DataLossError(absl::StrCat(index_path, ": index is for layer ", layer.index.diff_id));
+    return absl::DataLossError(
+        absl::StrCat(index_path, ": index is for layer ", layer.index.diff_id));
   }
   ACCEL_ASSIGN_OR_RETURN(layer.data, OpenBelow(dir_, {"layers", "sha256", hex, "data"}, false));
   struct stat st;
-  if (::fstat(layer.data.get(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat("stat ", data_path));
+  if (::fstat(layer.data.get(), &st) != 0)
+    return ErrnoToStatus(errno, absl::StrCat("stat ", data_path));
   if (static_cast<uint64_t>(st.st_size) != layer.index.data_size) {
     return absl::DataLossError(absl::StrCat(data_path, ": ", st.st_size, " bytes, the index says ",
                                             layer.index.data_size));
@@ -357,11 +365,13 @@ absl::StatusOr<std::vector<VerifyProblem>> Store::VerifyLayer(absl::string_view 
     bool io_error = false;
     while (off < e.size) {
       size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), e.size - off));
-      ssize_t n = ::pread(layer->data.get(), buf.data(), want, static_cast<off_t>(e.data_offset + off));
+      ssize_t n =
+          ::pread(layer->data.get(), buf.data(), want, static_cast<off_t>(e.data_offset + off));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        problems.push_back({what, absl::StrCat("file \"", e.path, "\": cannot read content at offset ",
-                                               e.data_offset + off)});
+        problems.push_back(
+            {what, absl::StrCat("file \"", e.path, "\": cannot read content at offset ",
+                                e.data_offset + off)});
         io_error = true;
         break;
       }
@@ -422,13 +432,15 @@ absl::StatusOr<ImageRecord> Store::GetImage(absl::string_view target) const {
 absl::Status Store::RemoveImage(absl::string_view target) const {
   const std::string path = ImagePath(dir_, target);
   if (::unlink(path.c_str()) != 0) {
-    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no image ", target, " in store ", dir_));
+    if (errno == ENOENT)
+      return absl::NotFoundError(absl::StrCat("no image ", target, " in store ", dir_));
     return ErrnoToStatus(errno, absl::StrCat("remove ", path));
   }
   return FsyncDir(dir_ + "/images");
 }
 
-absl::StatusOr<GcResult> Store::Gc(int64_t grace_seconds, const std::vector<std::string>& keep) const {
+absl::StatusOr<GcResult> Store::Gc(int64_t grace_seconds,
+                                   const std::vector<std::string>& keep) const {
   GcResult result;
   absl::Status first_error;
   const int64_t now = static_cast<int64_t>(std::time(nullptr));

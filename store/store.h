@@ -44,10 +44,10 @@ struct LayerInfo {
 // What `accelctl convert` produced, kept so operators can list and remove
 // preloaded images.
 struct ImageRecord {
-  std::string target;           // the pushed target reference
-  std::string source;           // the reference it was converted from
-  std::string manifest_digest;  // digest of the pushed target manifest
-  std::string platform;         // "os/arch[/variant]"
+  std::string target;                 // the pushed target reference
+  std::string source;                 // the reference it was converted from
+  std::string manifest_digest;        // digest of the pushed target manifest
+  std::string platform;               // "os/arch[/variant]"
   std::vector<std::string> diff_ids;  // bottom layer first
   std::vector<std::string> blobs;     // compressed layer digests, same order
   int64_t created_unix = 0;

@@ -16,6 +16,7 @@
 // container's exit code. Failures of the client or of a CRI call exit 125
 // with a message naming the call.
 
+#include <grpcpp/grpcpp.h>
 #include <limits.h>
 #include <unistd.h>
 
@@ -31,8 +32,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "k8s/cri/runtime_v1.grpc.pb.h"
 
@@ -70,7 +69,8 @@ bool Check(const grpc::Status& s, const std::string& what) {
   std::fprintf(stderr, "cri_client: %s failed: %s (gRPC code %d)\n", what.c_str(),
                s.error_message().c_str(), static_cast<int>(s.error_code()));
   if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED)
-    std::fprintf(stderr, "cri_client: is the CRI plugin enabled in containerd (not in disabled_plugins)?\n");
+    std::fprintf(
+        stderr, "cri_client: is the CRI plugin enabled in containerd (not in disabled_plugins)?\n");
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
     std::fprintf(stderr, "cri_client: is containerd listening on that address?\n");
   return false;
@@ -162,7 +162,8 @@ class Pod {
       *req.mutable_config() = sb;
       rt::RunPodSandboxResponse resp;
       auto ctx = Ctx(300);  // may pull the sandbox image first
-      if (!Check(runtime_->RunPodSandbox(ctx.get(), req, &resp), "RunPodSandbox")) return kClientError;
+      if (!Check(runtime_->RunPodSandbox(ctx.get(), req, &resp), "RunPodSandbox"))
+        return kClientError;
       sandbox_id_ = resp.pod_sandbox_id();
     }
     std::string log_name = "main_0.log";
@@ -187,7 +188,8 @@ class Pod {
       req.set_container_id(container_id_);
       rt::StartContainerResponse resp;
       auto ctx = Ctx(120);
-      if (!Check(runtime_->StartContainer(ctx.get(), req, &resp), "StartContainer")) return kClientError;
+      if (!Check(runtime_->StartContainer(ctx.get(), req, &resp), "StartContainer"))
+        return kClientError;
     }
     rt::ContainerStatus status;
     auto deadline = Clock::now() + std::chrono::seconds(opt_.timeout_s);
@@ -196,7 +198,8 @@ class Pod {
       req.set_container_id(container_id_);
       rt::ContainerStatusResponse resp;
       auto ctx = Ctx(30);
-      if (!Check(runtime_->ContainerStatus(ctx.get(), req, &resp), "ContainerStatus")) return kClientError;
+      if (!Check(runtime_->ContainerStatus(ctx.get(), req, &resp), "ContainerStatus"))
+        return kClientError;
       status = resp.status();
       if (status.state() == rt::CONTAINER_EXITED) break;
       if (Clock::now() > deadline) {
@@ -265,7 +268,8 @@ class Pod {
       char tmpl[PATH_MAX];
       std::snprintf(tmpl, sizeof tmpl, "%s/pod.XXXXXX", log_dir_.c_str());
       if (!mkdtemp(tmpl)) {
-        std::fprintf(stderr, "cri_client: mkdtemp in %s: %s\n", log_dir_.c_str(), std::strerror(errno));
+        std::fprintf(stderr, "cri_client: mkdtemp in %s: %s\n", log_dir_.c_str(),
+                     std::strerror(errno));
         return false;
       }
       log_dir_ = tmpl;

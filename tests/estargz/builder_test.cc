@@ -6,13 +6,12 @@
 
 #include <dirent.h>
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
-#include <gtest/gtest.h>
-
 #include <map>
 #include <random>
 #include <string>
@@ -52,10 +51,13 @@ struct Built {
 
 absl::StatusOr<Built> BuildBlob(const std::string& tar, const BuildOptions& options) {
   Built b;
-  absl::StatusOr<BuildResult> r = Build(StringInput(tar), [&b](absl::string_view bytes) {
-    b.blob.append(bytes.data(), bytes.size());
-    return absl::OkStatus();
-  }, options);
+  absl::StatusOr<BuildResult> r = Build(
+      StringInput(tar),
+      [&b](absl::string_view bytes) {
+        b.blob.append(bytes.data(), bytes.size());
+        return absl::OkStatus();
+      },
+      options);
   if (!r.ok()) return r.status();
   b.result = std::move(*r);
   return b;
@@ -66,8 +68,8 @@ std::string ReadFile(const Toc& toc, const std::string& blob, const LayerEntry& 
   std::string out;
   for (const Chunk& c : toc.FileChunks(e)) {
     EXPECT_EQ(c.file_offset, out.size());
-    absl::StatusOr<std::string> data =
-        DecodeChunk(absl::string_view(blob).substr(c.blob_offset, c.compressed_size), toc.compression, c);
+    absl::StatusOr<std::string> data = DecodeChunk(
+        absl::string_view(blob).substr(c.blob_offset, c.compressed_size), toc.compression, c);
     EXPECT_TRUE(data.ok()) << data.status();
     if (!data.ok()) return "<error>";
     out += *data;
@@ -85,7 +87,8 @@ class BuilderTest : public ::testing::Test {
     hosts_meta.gid = 1001;
     hosts_meta.mtime = 1'700'000'000;
     hosts_meta.mtime_nsec = 123'456'789;
-    hosts_meta.xattrs = {{"user.comment", "hi"}, {"security.capability", std::string("\x01\x00\x00\x02", 4)}};
+    hosts_meta.xattrs = {{"user.comment", "hi"},
+                         {"security.capability", std::string("\x01\x00\x00\x02", 4)}};
     TarMeta suid;
     suid.mode = 04755;
     tar_ = TarBuilder()
@@ -105,7 +108,10 @@ class BuilderTest : public ::testing::Test {
                .Device("dev/sda", true, 8, 0)
                .Dir("run")
                .Fifo("run/fifo")
-               .File("donn\xc3\xa9" "es.txt", "utf-8 name")
+               .File(
+                   "donn\xc3\xa9"
+                   "es.txt",
+                   "utf-8 name")
                .File("stargz.index.json", "an old TOC: dropped")
                .Finish();
     options_.chunk_size = 1000;
@@ -135,7 +141,8 @@ TEST_F(BuilderTest, RoundTripWithPrioritizedFiles) {
 
   // Two round trips, TOC verified against the digest the build reported.
   int calls = 0;
-  ASSERT_OK_AND_ASSIGN(Toc toc, ReadToc(MemoryReader(blob, &calls), blob.size(), b.result.toc_digest));
+  ASSERT_OK_AND_ASSIGN(Toc toc,
+                       ReadToc(MemoryReader(blob, &calls), blob.size(), b.result.toc_digest));
   EXPECT_EQ(calls, 2);
   EXPECT_EQ(toc.digest, b.result.toc_digest);
   EXPECT_EQ(toc.compression, Compression::kGzip);
@@ -150,9 +157,11 @@ TEST_F(BuilderTest, RoundTripWithPrioritizedFiles) {
   // Prioritized first (with parents and the hard link's target), in the
   // order asked for; then the rest in tar order. The format's entries are
   // not among them, and the old stargz.index.json is gone.
-  EXPECT_THAT(order, ElementsAre("", "usr", "usr/bin", "usr/bin/big", "etc", "etc/hosts", "etc/hosts2",
-                                 "etc/link", "usr/bin/even", "empty", ".wh.gone", "dev", "dev/null",
-                                 "dev/sda", "run", "run/fifo", "donn\xc3\xa9" "es.txt"));
+  EXPECT_THAT(order, ElementsAre("", "usr", "usr/bin", "usr/bin/big", "etc", "etc/hosts",
+                                 "etc/hosts2", "etc/link", "usr/bin/even", "empty", ".wh.gone",
+                                 "dev", "dev/null", "dev/sda", "run", "run/fifo",
+                                 "donn\xc3\xa9"
+                                 "es.txt"));
   ASSERT_EQ(toc.metadata.size(), 1u);
   EXPECT_EQ(toc.metadata[0].path, ".prefetch.landmark");
   EXPECT_TRUE(toc.has_prefetch_landmark);
@@ -190,8 +199,8 @@ TEST_F(BuilderTest, RoundTripWithPrioritizedFiles) {
   const uint64_t from = big_chunks.front().blob_offset;
   const uint64_t to = big_chunks.back().blob_offset + big_chunks.back().compressed_size;
   ASSERT_OK_AND_ASSIGN(std::vector<std::string> pieces,
-                       DecodeChunks(absl::string_view(blob).substr(from, to - from), from, toc.compression,
-                                    big_chunks));
+                       DecodeChunks(absl::string_view(blob).substr(from, to - from), from,
+                                    toc.compression, big_chunks));
   std::string joined;
   for (const std::string& p : pieces) joined += p;
   EXPECT_EQ(joined, big_);
@@ -215,7 +224,10 @@ TEST_F(BuilderTest, RoundTripWithPrioritizedFiles) {
   EXPECT_EQ(by_path.at("dev/sda")->type, EntryType::kBlockDevice);
   EXPECT_EQ(by_path.at("dev/sda")->dev_major, 8u);
   EXPECT_EQ(by_path.at("run/fifo")->type, EntryType::kFifo);
-  EXPECT_EQ(ReadFile(toc, blob, *by_path.at("donn\xc3\xa9" "es.txt")), "utf-8 name");
+  EXPECT_EQ(ReadFile(toc, blob,
+                     *by_path.at("donn\xc3\xa9"
+                                 "es.txt")),
+            "utf-8 name");
 
   // Every chunk begins a gzip member.
   for (const Chunk& c : toc.chunks) {
@@ -259,7 +271,8 @@ TEST_F(BuilderTest, RoundTripWithPrioritizedFiles) {
 
 TEST_F(BuilderTest, NothingPrioritizedPutsNoPrefetchLandmarkFirst) {
   ASSERT_OK_AND_ASSIGN(Built b, BuildBlob(tar_, options_));
-  ASSERT_OK_AND_ASSIGN(Toc toc, ReadToc(MemoryReader(b.blob, nullptr), b.blob.size(), b.result.toc_digest));
+  ASSERT_OK_AND_ASSIGN(Toc toc,
+                       ReadToc(MemoryReader(b.blob, nullptr), b.blob.size(), b.result.toc_digest));
   EXPECT_TRUE(toc.has_no_prefetch_landmark);
   EXPECT_FALSE(toc.has_prefetch_landmark);
   EXPECT_TRUE(toc.prioritized.empty());
@@ -316,7 +329,8 @@ TEST_F(BuilderTest, DuplicatesAreKeptWithoutReordering) {
 TEST_F(BuilderTest, EmptyLayer) {
   const std::string tar = TarBuilder().Finish();
   ASSERT_OK_AND_ASSIGN(Built b, BuildBlob(tar, options_));
-  ASSERT_OK_AND_ASSIGN(Toc toc, ReadToc(MemoryReader(b.blob, nullptr), b.blob.size(), b.result.toc_digest));
+  ASSERT_OK_AND_ASSIGN(Toc toc,
+                       ReadToc(MemoryReader(b.blob, nullptr), b.blob.size(), b.result.toc_digest));
   EXPECT_TRUE(toc.entries.empty());
   EXPECT_TRUE(toc.has_no_prefetch_landmark);
 }
@@ -325,7 +339,8 @@ TEST_F(BuilderTest, LargeFileStreamsInDefaultChunks) {
   const std::string data = RandomBytes(9 << 20, 3);
   const std::string tar = TarBuilder().File("blob", data).Finish();
   ASSERT_OK_AND_ASSIGN(Built b, BuildBlob(tar, BuildOptions()));
-  ASSERT_OK_AND_ASSIGN(Toc toc, ReadToc(MemoryReader(b.blob, nullptr), b.blob.size(), b.result.toc_digest));
+  ASSERT_OK_AND_ASSIGN(Toc toc,
+                       ReadToc(MemoryReader(b.blob, nullptr), b.blob.size(), b.result.toc_digest));
   ASSERT_EQ(toc.entries.size(), 1u);
   auto chunks = toc.FileChunks(toc.entries[0]);
   ASSERT_EQ(chunks.size(), 3u);
@@ -337,21 +352,24 @@ TEST_F(BuilderTest, LargeFileStreamsInDefaultChunks) {
 TEST_F(BuilderTest, RejectsBadInput) {
   EXPECT_THAT(BuildBlob(TarBuilder().File("../escape", "x").Finish(), options_),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("escapes")));
-  EXPECT_THAT(BuildBlob(TarBuilder().Hardlink("h", "missing").Finish(), options_),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not an earlier regular file")));
+  EXPECT_THAT(
+      BuildBlob(TarBuilder().Hardlink("h", "missing").Finish(), options_),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not an earlier regular file")));
   EXPECT_THAT(BuildBlob(std::string(2000, 'x'), options_), StatusIs(absl::StatusCode::kDataLoss));
   BuildOptions bad = options_;
   bad.chunk_size = 0;
-  EXPECT_THAT(BuildBlob(tar_, bad), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("chunk size")));
+  EXPECT_THAT(BuildBlob(tar_, bad),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("chunk size")));
   bad = options_;
   bad.gzip_level = 12;
-  EXPECT_THAT(BuildBlob(tar_, bad), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gzip level")));
+  EXPECT_THAT(BuildBlob(tar_, bad),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gzip level")));
 }
 
 TEST_F(BuilderTest, SinkErrorsPropagate) {
-  absl::StatusOr<BuildResult> r = Build(StringInput(tar_), [](absl::string_view) {
-    return absl::UnavailableError("disk full");
-  }, options_);
+  absl::StatusOr<BuildResult> r = Build(
+      StringInput(tar_), [](absl::string_view) { return absl::UnavailableError("disk full"); },
+      options_);
   EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("disk full")));
 }
 
@@ -385,7 +403,8 @@ TEST_F(ReadTocTest, DamagedBlobs) {
   EXPECT_THAT(ReadToc(MemoryReader(tiny, nullptr), tiny.size(), ""),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("too small")));
   // A corrupt TOC member.
-  ASSERT_OK_AND_ASSIGN(Footer f, ParseFooter(blob.substr(blob.size() - kMaxFooterSize), blob.size()));
+  ASSERT_OK_AND_ASSIGN(Footer f,
+                       ParseFooter(blob.substr(blob.size() - kMaxFooterSize), blob.size()));
   std::string corrupt = blob;
   corrupt[f.toc_offset + 40] ^= 0x55;
   EXPECT_THAT(ReadToc(MemoryReader(corrupt, nullptr), corrupt.size(), ""),
@@ -394,14 +413,16 @@ TEST_F(ReadTocTest, DamagedBlobs) {
   ReadAtFn failing = [](uint64_t, uint64_t) -> absl::StatusOr<std::string> {
     return absl::UnavailableError("registry down");
   };
-  EXPECT_THAT(ReadToc(failing, blob.size(), ""),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("read eStargz footer: registry down")));
+  EXPECT_THAT(
+      ReadToc(failing, blob.size(), ""),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("read eStargz footer: registry down")));
   ReadAtFn short_reads = [&blob](uint64_t off, uint64_t len) -> absl::StatusOr<std::string> {
     return blob.substr(off, len / 2);
   };
   EXPECT_THAT(ReadToc(short_reads, blob.size(), ""), StatusIs(absl::StatusCode::kDataLoss));
   // A footer pointing at the wrong place.
-  std::string moved = blob.substr(0, blob.size() - kEstargzFooterSize) + EncodeEstargzFooter(f.toc_offset - 1);
+  std::string moved =
+      blob.substr(0, blob.size() - kEstargzFooterSize) + EncodeEstargzFooter(f.toc_offset - 1);
   EXPECT_FALSE(ReadToc(MemoryReader(moved, nullptr), moved.size(), "").ok());
 }
 
@@ -457,8 +478,10 @@ TEST(ReadTocHandMadeTest, TocTarChecks) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("JSON")));
 }
 
-// zstd:chunked: [frame: tar header + data "hello" + padding][skippable: zstd TOC][skippable: footer]
-std::string ZstdChunkedBlob(const std::string& toc_json, uint64_t declared_uncompressed, uint64_t* data_offset) {
+// zstd:chunked: [frame: tar header + data "hello" + padding][skippable: zstd TOC][skippable:
+// footer]
+std::string ZstdChunkedBlob(const std::string& toc_json, uint64_t declared_uncompressed,
+                            uint64_t* data_offset) {
   std::string blob = ZstdFrame(std::string(512, 'h'));
   *data_offset = blob.size();
   blob += ZstdFrame("hello" + std::string(507, '\0'));
@@ -473,9 +496,9 @@ TEST(ReadTocZstdTest, ReadsAndDecodes) {
   uint64_t data_offset = 0;
   // The data frame's offset is known only after building the first frame.
   ZstdChunkedBlob("{}", 2, &data_offset);
-  const std::string json = absl::StrCat(
-      R"({"version":1,"entries":[{"name":"f","type":"reg","size":5,"offset":)", data_offset,
-      R"(,"chunkDigest":")", Sha256::Of("hello"), R"("}]})");
+  const std::string json =
+      absl::StrCat(R"({"version":1,"entries":[{"name":"f","type":"reg","size":5,"offset":)",
+                   data_offset, R"(,"chunkDigest":")", Sha256::Of("hello"), R"("}]})");
   const std::string blob = ZstdChunkedBlob(json, json.size(), &data_offset);
   int calls = 0;
   ASSERT_OK_AND_ASSIGN(Toc toc, ReadToc(MemoryReader(blob, &calls), blob.size(), Sha256::Of(json)));
@@ -484,9 +507,10 @@ TEST(ReadTocZstdTest, ReadsAndDecodes) {
   ASSERT_EQ(toc.entries.size(), 1u);
   auto chunks = toc.FileChunks(toc.entries[0]);
   ASSERT_EQ(chunks.size(), 1u);
-  ASSERT_OK_AND_ASSIGN(std::string data,
-                       DecodeChunk(absl::string_view(blob).substr(chunks[0].blob_offset, chunks[0].compressed_size),
-                                   Compression::kZstd, chunks[0]));
+  ASSERT_OK_AND_ASSIGN(
+      std::string data,
+      DecodeChunk(absl::string_view(blob).substr(chunks[0].blob_offset, chunks[0].compressed_size),
+                  Compression::kZstd, chunks[0]));
   EXPECT_EQ(data, "hello");
 
   // The TOC decompresses beyond what the footer declares.
@@ -502,7 +526,6 @@ TEST(ReadTocZstdTest, ReadsAndDecodes) {
   EXPECT_THAT(ReadToc(MemoryReader(huge, nullptr), huge.size(), ""),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("more than the limit")));
 }
-
 
 // ---------------------------------------------------------------------------
 // Interop with the reference implementation (Debian's Go package
@@ -548,9 +571,11 @@ class InteropTest : public BuilderTest {
   void SetUp() override {
     BuilderTest::SetUp();
     helper_ = ESTARGZ_INTEROP_HELPER;
-    if (helper_.empty() || ::access(helper_.c_str(), X_OK) != 0) GTEST_SKIP() << "no interop helper";
+    if (helper_.empty() || ::access(helper_.c_str(), X_OK) != 0)
+      GTEST_SKIP() << "no interop helper";
     RunResult probe = RunCommand(helper_);
-    if (probe.exit_code == 77) GTEST_SKIP() << "interop helper not built (no Go or no reference package)";
+    if (probe.exit_code == 77)
+      GTEST_SKIP() << "interop helper not built (no Go or no reference package)";
   }
   std::string helper_;
   TempDir tmp_;
@@ -566,32 +591,26 @@ TEST_F(InteropTest, ReferenceReaderAcceptsOurBlob) {
   const std::string hosts = Hex(Sha256::Of("127.0.0.1 localhost\n"));
   const std::string empty = Hex(Sha256::Of(""));
   std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
-  EXPECT_THAT(lines, ::testing::UnorderedElementsAre(
-      "reg .prefetch.landmark 1 " + Hex(Sha256::Of("\x0f")),
-      "reg .wh.gone 0 " + empty,
-      "dir dev 0 -",
-      "block dev/sda 0 -",
-      "char dev/null 0 -",
-      "reg donn\xc3\xa9" "es.txt 10 " + Hex(Sha256::Of("utf-8 name")),
-      "reg empty 0 " + empty,
-      "dir etc 0 -",
-      "reg etc/hosts 20 " + hosts,
-      "reg etc/hosts2 20 " + hosts,
-      "symlink etc/link 0 -",
-      "dir run 0 -",
-      "fifo run/fifo 0 -",
-      "dir usr 0 -",
-      "dir usr/bin 0 -",
-      "reg usr/bin/big 3500 " + Hex(Sha256::Of(big_)),
-      "reg usr/bin/even 2000 " + Hex(Sha256::Of(even_)),
-      "landmark .prefetch.landmark"));
+  EXPECT_THAT(
+      lines,
+      ::testing::UnorderedElementsAre(
+          "reg .prefetch.landmark 1 " + Hex(Sha256::Of("\x0f")), "reg .wh.gone 0 " + empty,
+          "dir dev 0 -", "block dev/sda 0 -", "char dev/null 0 -",
+          "reg donn\xc3\xa9"
+          "es.txt 10 " +
+              Hex(Sha256::Of("utf-8 name")),
+          "reg empty 0 " + empty, "dir etc 0 -", "reg etc/hosts 20 " + hosts,
+          "reg etc/hosts2 20 " + hosts, "symlink etc/link 0 -", "dir run 0 -", "fifo run/fifo 0 -",
+          "dir usr 0 -", "dir usr/bin 0 -", "reg usr/bin/big 3500 " + Hex(Sha256::Of(big_)),
+          "reg usr/bin/even 2000 " + Hex(Sha256::Of(even_)), "landmark .prefetch.landmark"));
 }
 
 TEST_F(InteropTest, WeReadTheReferenceBlob) {
   const std::string tar_path = tmp_.path() + "/in.tar";
   const std::string blob_path = tmp_.path() + "/theirs.blob";
   WriteFile(tar_path, tar_);
-  RunResult r = RunCommand(helper_ + " build " + tar_path + " " + blob_path + " 1000 usr/bin/big etc/hosts2");
+  RunResult r =
+      RunCommand(helper_ + " build " + tar_path + " " + blob_path + " 1000 usr/bin/big etc/hosts2");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   std::map<std::string, std::string> printed;
   for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {

@@ -37,15 +37,16 @@ TEST(DecodeChunkTest, GzipMemberWithTrailingTarBytes) {
   // header in the same member.
   const std::string data = "hello world";
   const std::string member = Gzip(data + std::string(501, '\0') + "next header");
-  ASSERT_OK_AND_ASSIGN(std::string got, DecodeChunk(member, Compression::kGzip,
-                                                    MakeChunk(0, member.size(), data)));
+  ASSERT_OK_AND_ASSIGN(std::string got,
+                       DecodeChunk(member, Compression::kGzip, MakeChunk(0, member.size(), data)));
   EXPECT_EQ(got, data);
 }
 
 TEST(DecodeChunkTest, InnerOffsetAcrossMembers) {
   // 600 bytes of something else, then the chunk, split over two members.
   const std::string data(3000, 'q');
-  const std::string compressed = Gzip(std::string(600, 'a') + data.substr(0, 1000)) + Gzip(data.substr(1000));
+  const std::string compressed =
+      Gzip(std::string(600, 'a') + data.substr(0, 1000)) + Gzip(data.substr(1000));
   ASSERT_OK_AND_ASSIGN(std::string got, DecodeChunk(compressed, Compression::kGzip,
                                                     MakeChunk(0, compressed.size(), data, 600)));
   EXPECT_EQ(got, data);
@@ -54,8 +55,8 @@ TEST(DecodeChunkTest, InnerOffsetAcrossMembers) {
 TEST(DecodeChunkTest, Zstd) {
   const std::string data = "zstd chunk data";
   const std::string frame = testing::ZstdFrame(data + "trailer");
-  ASSERT_OK_AND_ASSIGN(std::string got, DecodeChunk(frame, Compression::kZstd,
-                                                    MakeChunk(0, frame.size(), data)));
+  ASSERT_OK_AND_ASSIGN(std::string got,
+                       DecodeChunk(frame, Compression::kZstd, MakeChunk(0, frame.size(), data)));
   EXPECT_EQ(got, data);
 }
 
@@ -108,8 +109,9 @@ TEST(DecodeChunksTest, AdjacentChunksInOneRange) {
 
   // A chunk outside the range.
   chunks.push_back(MakeChunk(base + range.size(), 10, "x"));
-  EXPECT_THAT(DecodeChunks(range, base, Compression::kGzip, chunks),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not inside the fetched range")));
+  EXPECT_THAT(
+      DecodeChunks(range, base, Compression::kGzip, chunks),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not inside the fetched range")));
   chunks.pop_back();
   chunks[1].digest = Sha256::Of("nope");
   EXPECT_THAT(DecodeChunks(range, base, Compression::kGzip, chunks),
@@ -144,7 +146,8 @@ TEST(CodecTest, BoundsHold) {
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("more than")));
   EXPECT_THAT(internal::ZstdDecompressAll(testing::ZstdFrame(big), 1000),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("more than 1000")));
-  ASSERT_OK_AND_ASSIGN(std::string all, internal::ZstdDecompressAll(testing::ZstdFrame(big), big.size()));
+  ASSERT_OK_AND_ASSIGN(std::string all,
+                       internal::ZstdDecompressAll(testing::ZstdFrame(big), big.size()));
   EXPECT_EQ(all, big);
   const std::string frame = testing::ZstdFrame(big);
   EXPECT_THAT(internal::ZstdDecompressAll(frame.substr(0, frame.size() - 3), big.size()),

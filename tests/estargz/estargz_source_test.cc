@@ -5,11 +5,11 @@
 
 #include "fuse/estargz_source.h"
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <random>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "estargz/builder.h"
 #include "estargz/toc.h"
@@ -37,16 +37,19 @@ class EstargzSourceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     content_ = Random(10000);
-    const std::string tar = accel::testing::TarBuilder().File("big", content_).File("small", "0123456789").Finish();
+    const std::string tar =
+        accel::testing::TarBuilder().File("big", content_).File("small", "0123456789").Finish();
     estargz::BuildOptions options;
     options.chunk_size = 1000;  // "big" is 10 chunks
-    ASSERT_OK_AND_ASSIGN(estargz::BuildResult built,
-                         estargz::Build(StringInput(tar), [this](absl::string_view b) {
-                           blob_.append(b.data(), b.size());
-                           return absl::OkStatus();
-                         }, options));
-    ASSERT_OK_AND_ASSIGN(estargz::Toc toc, estargz::ReadToc(MemoryReader(blob_, nullptr), blob_.size(),
-                                                           built.toc_digest));
+    ASSERT_OK_AND_ASSIGN(estargz::BuildResult built, estargz::Build(
+                                                         StringInput(tar),
+                                                         [this](absl::string_view b) {
+                                                           blob_.append(b.data(), b.size());
+                                                           return absl::OkStatus();
+                                                         },
+                                                         options));
+    ASSERT_OK_AND_ASSIGN(estargz::Toc toc, estargz::ReadToc(MemoryReader(blob_, nullptr),
+                                                            blob_.size(), built.toc_digest));
     toc_ = std::make_shared<const estargz::Toc>(std::move(toc));
     ASSERT_OK_AND_ASSIGN(tree_, LayerTree::Build(toc_->entries));
     big_ = tree_->Lookup(tree_->root()->ino, "big");
@@ -105,8 +108,8 @@ TEST_F(EstargzSourceTest, ChunkSizeThatDoesNotMatchTheCachedChunkIsAnError) {
   // Another layer's TOC names the same chunk digest with another size.
   estargz::Toc lying = *toc_;
   lying.chunks[big_->data_offset].size = 999;
-  EstargzSource source(std::make_shared<const estargz::Toc>(lying), MemoryReader(blob_, &calls), cache_,
-                       "lying");
+  EstargzSource source(std::make_shared<const estargz::Toc>(lying), MemoryReader(blob_, &calls),
+                       cache_, "lying");
   std::string buf(100, '\0');
   absl::StatusOr<size_t> n = source.ReadAt(*big_, 0, buf.data(), buf.size());
   EXPECT_FALSE(n.ok()) << "served " << (n.ok() ? *n : 0) << " bytes of a chunk of another size";

@@ -62,7 +62,8 @@ TEST(FooterTest, LegacyFooter) {
   ASSERT_EQ(f.size(), kLegacyFooterSize);
   std::string blob = std::string(200, 'y') + f;
   // A reader fetches the last 51 bytes: 4 bytes of TOC before the footer.
-  ASSERT_OK_AND_ASSIGN(Footer got, ParseFooter(blob.substr(blob.size() - kMaxFooterSize), blob.size()));
+  ASSERT_OK_AND_ASSIGN(Footer got,
+                       ParseFooter(blob.substr(blob.size() - kMaxFooterSize), blob.size()));
   EXPECT_EQ(got.kind, FooterKind::kLegacyStargz);
   EXPECT_EQ(got.toc_offset, 77u);
   EXPECT_EQ(got.toc_size, blob.size() - kLegacyFooterSize - 77);
@@ -70,7 +71,8 @@ TEST(FooterTest, LegacyFooter) {
 
 TEST(FooterTest, ZstdChunked) {
   std::string blob = std::string(300, 'z') + ZstdChunkedFooter(108, 150, 1000);
-  ASSERT_OK_AND_ASSIGN(Footer got, ParseFooter(blob.substr(blob.size() - kMaxFooterSize), blob.size()));
+  ASSERT_OK_AND_ASSIGN(Footer got,
+                       ParseFooter(blob.substr(blob.size() - kMaxFooterSize), blob.size()));
   EXPECT_EQ(got.kind, FooterKind::kZstdChunked);
   EXPECT_EQ(got.compression, Compression::kZstd);
   EXPECT_EQ(got.toc_offset, 108u);

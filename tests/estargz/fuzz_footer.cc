@@ -18,7 +18,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::memcpy(&before, data, 8);
   before %= (1ull << 50);
   const absl::string_view tail(reinterpret_cast<const char*>(data + 8), size - 8);
-  for (uint64_t blob_size : {uint64_t{tail.size()}, tail.size() + before, tail.size() + (before & 0xffff)}) {
+  for (uint64_t blob_size :
+       {uint64_t{tail.size()}, tail.size() + before, tail.size() + (before & 0xffff)}) {
     absl::StatusOr<Footer> f = ParseFooter(tail, blob_size);
     if (!f.ok()) continue;
     if (f->footer_size > blob_size || f->toc_offset > blob_size - f->footer_size ||

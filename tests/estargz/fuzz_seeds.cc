@@ -49,10 +49,13 @@ std::string BuildSample(const BuildOptions& options) {
                               .File("empty", "")
                               .Finish();
   std::string blob;
-  absl::StatusOr<BuildResult> r = Build(StringInput(tar), [&blob](absl::string_view b) {
-    blob.append(b.data(), b.size());
-    return absl::OkStatus();
-  }, options);
+  absl::StatusOr<BuildResult> r = Build(
+      StringInput(tar),
+      [&blob](absl::string_view b) {
+        blob.append(b.data(), b.size());
+        return absl::OkStatus();
+      },
+      options);
   return r.ok() ? blob : std::string();
 }
 
@@ -85,13 +88,15 @@ int main(int argc, char** argv) {
   const std::string d = accel::Sha256::Of("x");
   const std::vector<std::string> tocs = {
       R"({"version":1,"entries":[]})",
-      absl::StrCat(R"({"version":1,"entries":[{"name":"./","type":"dir","mode":16877},)",
-                   R"({"name":"a","type":"reg","size":10,"offset":10,"chunkSize":4,"chunkDigest":")", d,
-                   R"(","digest":")", d, R"("},{"name":"a","type":"chunk","offset":20,"chunkOffset":4,"chunkSize":4},)",
-                   R"({"type":"chunk","offset":30,"chunkOffset":8},)",
-                   R"({"name":"h","type":"hardlink","linkName":"a"},{"name":"s","type":"symlink","linkName":"a"},)",
-                   R"({"name":"c","type":"char","devMajor":1,"devMinor":3,"modtime":"2020-01-01T00:00:00Z",)",
-                   R"("xattrs":{"user.a":"aGk="}},{"name":".prefetch.landmark","type":"reg","size":1,"offset":40}]})"),
+      absl::StrCat(
+          R"({"version":1,"entries":[{"name":"./","type":"dir","mode":16877},)",
+          R"({"name":"a","type":"reg","size":10,"offset":10,"chunkSize":4,"chunkDigest":")", d,
+          R"(","digest":")", d,
+          R"("},{"name":"a","type":"chunk","offset":20,"chunkOffset":4,"chunkSize":4},)",
+          R"({"type":"chunk","offset":30,"chunkOffset":8},)",
+          R"({"name":"h","type":"hardlink","linkName":"a"},{"name":"s","type":"symlink","linkName":"a"},)",
+          R"({"name":"c","type":"char","devMajor":1,"devMinor":3,"modtime":"2020-01-01T00:00:00Z",)",
+          R"("xattrs":{"user.a":"aGk="}},{"name":".prefetch.landmark","type":"reg","size":1,"offset":40}]})"),
       R"({"version":1,"entries":[{"name":"a","type":"reg","size":3,"offset":1},{"name":"b","type":"reg","size":4,"offset":1,"innerOffset":512}]})",
   };
   for (size_t i = 0; i < tocs.size(); ++i) {
@@ -108,8 +113,9 @@ int main(int argc, char** argv) {
     std::string blob = ZstdFrame(std::string(512, 'h'));
     const uint64_t data_offset = blob.size();
     blob += ZstdFrame("hello" + std::string(507, '\0'));
-    const std::string json = absl::StrCat(R"({"version":1,"entries":[{"name":"f","type":"reg","size":5,"offset":)",
-                                          data_offset, R"(,"chunkDigest":")", accel::Sha256::Of("hello"), R"("}]})");
+    const std::string json =
+        absl::StrCat(R"({"version":1,"entries":[{"name":"f","type":"reg","size":5,"offset":)",
+                     data_offset, R"(,"chunkDigest":")", accel::Sha256::Of("hello"), R"("}]})");
     const uint64_t toc_offset = blob.size() + 8;
     const std::string toc = ZstdFrame(json);
     blob += SkippableFrame(toc) + ZstdChunkedFooter(toc_offset, toc.size(), json.size());

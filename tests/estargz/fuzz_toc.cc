@@ -66,8 +66,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (toc->payload_end > rest.size()) std::abort();
   for (const Chunk& c : toc->chunks) {
     if (c.size > (64 << 10) || c.inner_offset > (64 << 10)) continue;
-    (void)accel::estargz::DecodeChunk(absl::string_view(rest).substr(c.blob_offset, c.compressed_size),
-                                      toc->compression, c);
+    (void)accel::estargz::DecodeChunk(
+        absl::string_view(rest).substr(c.blob_offset, c.compressed_size), toc->compression, c);
   }
   return 0;
 }

@@ -25,7 +25,8 @@ inline ReadAtFn MemoryReader(const std::string& blob, int* calls) {
   return [&blob, calls](uint64_t offset, uint64_t length) -> absl::StatusOr<std::string> {
     if (calls != nullptr) ++*calls;
     if (offset > blob.size() || length > blob.size() - offset) {
-      return absl::OutOfRangeError(absl::StrCat("read [", offset, ", +", length, ") past the blob"));
+      return absl::OutOfRangeError(
+          absl::StrCat("read [", offset, ", +", length, ") past the blob"));
     }
     return blob.substr(offset, length);
   };
@@ -87,8 +88,8 @@ inline std::string SkippableFrame(const std::string& payload) {
 }
 
 // The 48-byte zstd:chunked footer.
-inline std::string ZstdChunkedFooter(uint64_t toc_offset, uint64_t compressed, uint64_t uncompressed,
-                                     uint64_t type = 1) {
+inline std::string ZstdChunkedFooter(uint64_t toc_offset, uint64_t compressed,
+                                     uint64_t uncompressed, uint64_t type = 1) {
   std::string p;
   PutLe64(p, toc_offset);
   PutLe64(p, compressed);

@@ -3,10 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/sha256.h"
 #include "estargz/toc_internal.h"
@@ -29,15 +28,36 @@ std::string Toc(const json& entries) { return json{{"version", 1}, {"entries", e
 TEST(ParseTocTest, AllTypesAndFields) {
   const json entries = json::array({
       {{"name", "./"}, {"type", "dir"}, {"mode", 040755}},
-      {{"name", "bin/"}, {"type", "dir"}, {"mode", 0755}, {"uid", 1}, {"gid", 2},
+      {{"name", "bin/"},
+       {"type", "dir"},
+       {"mode", 0755},
+       {"uid", 1},
+       {"gid", 2},
        {"modtime", "2019-08-20T10:30:43Z"}},
-      {{"name", "bin/sh"}, {"type", "reg"}, {"size", 5}, {"mode", 0104755}, {"offset", 100},
-       {"modtime", "2020-01-02T03:04:05.123456789Z"}, {"digest", kD1}, {"chunkDigest", kD1},
+      {{"name", "bin/sh"},
+       {"type", "reg"},
+       {"size", 5},
+       {"mode", 0104755},
+       {"offset", 100},
+       {"modtime", "2020-01-02T03:04:05.123456789Z"},
+       {"digest", kD1},
+       {"chunkDigest", kD1},
        {"xattrs", {{"user.a", "aGVsbG8="}, {"security.capability", "AAEC"}}},
-       {"userName", "root"}, {"NumLink", 0}, {"futureField", {{"x", json::array({1, 2})}}}},
-      {{"name", "bin/big"}, {"type", "reg"}, {"size", 10}, {"offset", 200}, {"chunkSize", 4},
-       {"chunkDigest", kD1}, {"digest", kD2}},
-      {{"name", "bin/big"}, {"type", "chunk"}, {"offset", 300}, {"chunkOffset", 4}, {"chunkSize", 4},
+       {"userName", "root"},
+       {"NumLink", 0},
+       {"futureField", {{"x", json::array({1, 2})}}}},
+      {{"name", "bin/big"},
+       {"type", "reg"},
+       {"size", 10},
+       {"offset", 200},
+       {"chunkSize", 4},
+       {"chunkDigest", kD1},
+       {"digest", kD2}},
+      {{"name", "bin/big"},
+       {"type", "chunk"},
+       {"offset", 300},
+       {"chunkOffset", 4},
+       {"chunkSize", 4},
        {"chunkDigest", kD2}},
       {{"type", "chunk"}, {"offset", 400}, {"chunkOffset", 8}, {"chunkDigest", kD2}},
       {{"name", "bin/empty"}, {"type", "reg"}},
@@ -46,7 +66,10 @@ TEST(ParseTocTest, AllTypesAndFields) {
       {{"name", "dev/null"}, {"type", "char"}, {"devMajor", 1}, {"devMinor", 3}},
       {{"name", "dev/sda"}, {"type", "block"}, {"devMajor", 8}},
       {{"name", "run/fifo"}, {"type", "fifo"}, {"modtime", "2020-01-01T01:00:00+01:00"}},
-      {{"name", ".no.prefetch.landmark"}, {"type", "reg"}, {"size", 1}, {"offset", 500},
+      {{"name", ".no.prefetch.landmark"},
+       {"type", "reg"},
+       {"size", 1},
+       {"offset", 500},
        {"chunkDigest", kD1}},
   });
   const std::string text = Toc(entries);
@@ -93,7 +116,7 @@ TEST(ParseTocTest, AllTypesAndFields) {
   EXPECT_EQ(chunks[1].blob_offset, 300u);
   EXPECT_EQ(chunks[1].compressed_size, 100u);
   EXPECT_EQ(chunks[2].file_offset, 8u);
-  EXPECT_EQ(chunks[2].size, 2u);  // chunkSize 0: to the end of the file
+  EXPECT_EQ(chunks[2].size, 2u);               // chunkSize 0: to the end of the file
   EXPECT_EQ(chunks[2].compressed_size, 100u);  // up to the landmark at 500
   EXPECT_EQ(chunks[0].chunks_after, 2u);
   EXPECT_EQ(chunks[2].chunks_after, 0u);
@@ -128,7 +151,11 @@ TEST(ParseTocTest, PrefetchLandmarkAndPrioritized) {
       {{"name", "a"}, {"type", "reg"}, {"size", 3}, {"offset", 10}, {"chunkDigest", kD1}},
       {{"name", "d"}, {"type", "dir"}},
       {{"name", "d/b"}, {"type", "reg"}, {"size", 3}, {"offset", 20}, {"chunkDigest", kD1}},
-      {{"name", ".prefetch.landmark"}, {"type", "reg"}, {"size", 1}, {"offset", 30}, {"chunkDigest", kD1}},
+      {{"name", ".prefetch.landmark"},
+       {"type", "reg"},
+       {"size", 1},
+       {"offset", 30},
+       {"chunkDigest", kD1}},
       {{"name", "c"}, {"type", "reg"}, {"size", 3}, {"offset", 40}, {"chunkDigest", kD1}},
   });
   ASSERT_OK_AND_ASSIGN(accel::estargz::Toc toc, ParseToc(Toc(entries), Compression::kGzip, 50));
@@ -144,7 +171,11 @@ TEST(ParseTocTest, PrefetchLandmarkAndPrioritized) {
 TEST(ParseTocTest, InnerOffsetsShareAMember) {
   const json entries = json::array({
       {{"name", "a"}, {"type", "reg"}, {"size", 3}, {"offset", 10}, {"chunkDigest", kD1}},
-      {{"name", "b"}, {"type", "reg"}, {"size", 4}, {"offset", 10}, {"innerOffset", 515},
+      {{"name", "b"},
+       {"type", "reg"},
+       {"size", 4},
+       {"offset", 10},
+       {"innerOffset", 515},
        {"chunkDigest", kD1}},
       {{"name", "c"}, {"type", "reg"}, {"size", 4}, {"offset", 90}, {"chunkDigest", kD1}},
   });
@@ -180,11 +211,14 @@ TEST(ParseTocTest, DuplicatesAreKeptInOrder) {
 }
 
 TEST(ParseTocTest, EmptyAndNullEntries) {
-  ASSERT_OK_AND_ASSIGN(accel::estargz::Toc a, ParseToc(R"({"version":1,"entries":[]})", Compression::kGzip, 1));
+  ASSERT_OK_AND_ASSIGN(accel::estargz::Toc a,
+                       ParseToc(R"({"version":1,"entries":[]})", Compression::kGzip, 1));
   EXPECT_TRUE(a.entries.empty());
-  ASSERT_OK_AND_ASSIGN(accel::estargz::Toc b, ParseToc(R"({"version":1,"entries":null})", Compression::kGzip, 1));
+  ASSERT_OK_AND_ASSIGN(accel::estargz::Toc b,
+                       ParseToc(R"({"version":1,"entries":null})", Compression::kGzip, 1));
   EXPECT_TRUE(b.entries.empty());
-  ASSERT_OK_AND_ASSIGN(accel::estargz::Toc c, ParseToc(R"({"entries":[],"version":1,"x":[{}]})", Compression::kGzip, 1));
+  ASSERT_OK_AND_ASSIGN(accel::estargz::Toc c,
+                       ParseToc(R"({"entries":[],"version":1,"x":[{}]})", Compression::kGzip, 1));
   EXPECT_TRUE(c.entries.empty());
 }
 
@@ -209,14 +243,19 @@ TEST(ParseTocTest, RejectsHostileTocs) {
       {"entries object", R"({"version":1,"entries":{}})", "not an array"},
       {"entry not object", R"({"version":1,"entries":[1]})", "not an object"},
       {"two entries lists", R"({"version":1,"entries":[],"entries":[]})", "two \"entries\""},
-      {"size string", One({{"name", "f"}, {"type", "reg"}, {"size", "1"}}), "field \"size\" is not an integer"},
+      {"size string", One({{"name", "f"}, {"type", "reg"}, {"size", "1"}}),
+       "field \"size\" is not an integer"},
       {"size float", One({{"name", "f"}, {"type", "reg"}, {"size", 1.5}}), "fraction"},
-      {"size huge", R"({"version":1,"entries":[{"name":"f","type":"reg","size":18446744073709551615}]})",
+      {"size huge",
+       R"({"version":1,"entries":[{"name":"f","type":"reg","size":18446744073709551615}]})",
        "out of range"},
       {"name number", One({{"name", 5}, {"type", "dir"}}), "not a string"},
-      {"xattrs array", One({{"name", "f"}, {"type", "dir"}, {"xattrs", json::array()}}), "not an object"},
-      {"xattr number", One({{"name", "f"}, {"type", "dir"}, {"xattrs", {{"a", 1}}}}), "not a string"},
-      {"xattr not base64", One({{"name", "f"}, {"type", "dir"}, {"xattrs", {{"a", "!!"}}}}), "not base64"},
+      {"xattrs array", One({{"name", "f"}, {"type", "dir"}, {"xattrs", json::array()}}),
+       "not an object"},
+      {"xattr number", One({{"name", "f"}, {"type", "dir"}, {"xattrs", {{"a", 1}}}}),
+       "not a string"},
+      {"xattr not base64", One({{"name", "f"}, {"type", "dir"}, {"xattrs", {{"a", "!!"}}}}),
+       "not base64"},
       {"empty name", One({{"name", ""}, {"type", "dir"}}), "empty name"},
       {"dotdot", One({{"name", "a/../../etc/passwd"}, {"type", "dir"}}), "\"..\""},
       {"absolute", One({{"name", "/etc/passwd"}, {"type", "reg"}}), "absolute"},
@@ -226,34 +265,46 @@ TEST(ParseTocTest, RejectsHostileTocs) {
       {"no type", One({{"name", "f"}}), "no type"},
       {"root not dir", One({{"name", "./"}, {"type", "reg"}}), "root is not a directory"},
       {"negative size", One({{"name", "f"}, {"type", "reg"}, {"size", -1}}), "negative"},
-      {"absurd size", One({{"name", "f"}, {"type", "reg"}, {"size", (1ll << 40) + 1}, {"offset", 1}}),
+      {"absurd size",
+       One({{"name", "f"}, {"type", "reg"}, {"size", (1ll << 40) + 1}, {"offset", 1}}),
        "larger than 2^40"},
       {"negative mode", One({{"name", "f"}, {"type", "dir"}, {"mode", -1}}), "negative mode"},
       {"uid range", One({{"name", "f"}, {"type", "dir"}, {"uid", 1ll << 33}}), "uid"},
       {"bad modtime", One({{"name", "f"}, {"type", "dir"}, {"modtime", "yesterday"}}), "RFC 3339"},
-      {"bad digest", One({{"name", "f"}, {"type", "reg"}, {"size", 1}, {"offset", 1}, {"digest", "md5:00"}}),
+      {"bad digest",
+       One({{"name", "f"}, {"type", "reg"}, {"size", 1}, {"offset", 1}, {"digest", "md5:00"}}),
        "not a sha256 digest"},
       {"uppercase digest",
-       One({{"name", "f"}, {"type", "reg"}, {"size", 1}, {"offset", 1}, {"chunkDigest", "sha256:" + std::string(64, 'A')}}),
+       One({{"name", "f"},
+            {"type", "reg"},
+            {"size", 1},
+            {"offset", 1},
+            {"chunkDigest", "sha256:" + std::string(64, 'A')}}),
        "not a sha256 digest"},
       {"offset past end", One({{"name", "f"}, {"type", "reg"}, {"size", 1}, {"offset", kEnd}}),
        "outside the blob's data area"},
       {"negative offset", One({{"name", "f"}, {"type", "reg"}, {"size", 1}, {"offset", -5}}),
        "outside the blob's data area"},
       {"chunk larger than file",
-       One({{"name", "f"}, {"type", "reg"}, {"size", 4}, {"offset", 1}, {"chunkSize", 5}}), "larger than the file"},
+       One({{"name", "f"}, {"type", "reg"}, {"size", 4}, {"offset", 1}, {"chunkSize", 5}}),
+       "larger than the file"},
       {"chunks short of size", One(reg), "cover 4 of its 10 bytes"},
       {"chunk gap",
-       Two(reg, {{"type", "chunk"}, {"offset", 20}, {"chunkOffset", 5}, {"chunkSize", 6}}), "leaves a gap"},
+       Two(reg, {{"type", "chunk"}, {"offset", 20}, {"chunkOffset", 5}, {"chunkSize", 6}}),
+       "leaves a gap"},
       {"chunk overlap",
-       Two(reg, {{"type", "chunk"}, {"offset", 20}, {"chunkOffset", 3}, {"chunkSize", 7}}), "overlaps"},
+       Two(reg, {{"type", "chunk"}, {"offset", 20}, {"chunkOffset", 3}, {"chunkSize", 7}}),
+       "overlaps"},
       {"chunk past end",
-       Two(reg, {{"type", "chunk"}, {"offset", 20}, {"chunkOffset", 4}, {"chunkSize", 7}}), "runs past the end"},
+       Two(reg, {{"type", "chunk"}, {"offset", 20}, {"chunkOffset", 4}, {"chunkSize", 7}}),
+       "runs past the end"},
       {"chunk other name",
-       Two(reg, {{"name", "g"}, {"type", "chunk"}, {"offset", 20}, {"chunkOffset", 4}}), "names another file"},
+       Two(reg, {{"name", "g"}, {"type", "chunk"}, {"offset", 20}, {"chunkOffset", 4}}),
+       "names another file"},
       {"orphan chunk", One({{"type", "chunk"}, {"offset", 20}}), "chunk without a regular file"},
       {"chunk after complete file",
-       Two({{"name", "f"}, {"type", "reg"}, {"size", 4}, {"offset", 10}}, {{"type", "chunk"}, {"offset", 20}}),
+       Two({{"name", "f"}, {"type", "reg"}, {"size", 4}, {"offset", 10}},
+           {{"type", "chunk"}, {"offset", 20}}),
        "already complete"},
       {"chunks out of blob order",
        Two({{"name", "f"}, {"type", "reg"}, {"size", 4}, {"offset", 10}},
@@ -267,18 +318,22 @@ TEST(ParseTocTest, RejectsHostileTocs) {
        Two({{"name", "f"}, {"type", "reg"}, {"size", 4}, {"offset", 10}},
            {{"name", "g"}, {"type", "reg"}, {"size", 4}, {"offset", 10}}),
        "overlaps or precedes"},
-      {"first chunk offset", One({{"name", "f"}, {"type", "reg"}, {"size", 4}, {"offset", 1}, {"chunkOffset", 2}}),
+      {"first chunk offset",
+       One({{"name", "f"}, {"type", "reg"}, {"size", 4}, {"offset", 1}, {"chunkOffset", 2}}),
        "does not start at 0"},
       {"hardlink missing", One({{"name", "h"}, {"type", "hardlink"}, {"linkName", "nope"}}),
        "not an earlier regular file"},
       {"hardlink to dir",
-       Two({{"name", "d"}, {"type", "dir"}}, {{"name", "h"}, {"type", "hardlink"}, {"linkName", "d"}}),
+       Two({{"name", "d"}, {"type", "dir"}},
+           {{"name", "h"}, {"type", "hardlink"}, {"linkName", "d"}}),
        "not an earlier regular file"},
       {"hardlink no target", One({{"name", "h"}, {"type", "hardlink"}}), "without linkName"},
-      {"hardlink escapes", One({{"name", "h"}, {"type", "hardlink"}, {"linkName", "../x"}}), "\"..\""},
+      {"hardlink escapes", One({{"name", "h"}, {"type", "hardlink"}, {"linkName", "../x"}}),
+       "\"..\""},
       {"symlink no target", One({{"name", "s"}, {"type", "symlink"}}), "without linkName"},
       {"parent not dir",
-       Two({{"name", "f"}, {"type", "symlink"}, {"linkName", "/"}}, {{"name", "f/x"}, {"type", "dir"}}),
+       Two({{"name", "f"}, {"type", "symlink"}, {"linkName", "/"}},
+           {{"name", "f/x"}, {"type", "dir"}}),
        "parent is not a directory"},
       {"dev range", One({{"name", "c"}, {"type", "char"}, {"devMajor", -1}}), "devMajor"},
   };
@@ -292,22 +347,25 @@ TEST(ParseTocTest, RejectsHostileTocs) {
 TEST(ParseTocTest, ErrorsNameTheEntry) {
   const std::string text = Two({{"name", "ok"}, {"type", "dir"}},
                                {{"name", "usr/bin/x"}, {"type", "reg"}, {"size", -3}});
-  EXPECT_THAT(ParseToc(text, Compression::kGzip, kEnd),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("TOC entry 1 (\"usr/bin/x\")")));
+  EXPECT_THAT(
+      ParseToc(text, Compression::kGzip, kEnd),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("TOC entry 1 (\"usr/bin/x\")")));
 }
 
 TEST(ParseTocTest, DeepNestingIsRejectedOrSkippedWithoutRecursion) {
   std::string deep = R"({"version":1,"entries":[],"x":)";
   deep += std::string(100000, '[') + std::string(100000, ']') + "}";
   ASSERT_OK(ParseToc(deep, Compression::kGzip, 1));
-  std::string bad = R"({"version":1,"entries":[{"name":"a","type":"dir","x":)" + std::string(100000, '{');
+  std::string bad =
+      R"({"version":1,"entries":[{"name":"a","type":"dir","x":)" + std::string(100000, '{');
   EXPECT_THAT(ParseToc(bad, Compression::kGzip, 1), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(ParseTocTest, TooManyEntries) {
   // The real bound (kMaxTocEntries) needs gigabytes; the same check runs
   // with a small one through the internal entry point.
-  std::string text = R"({"version":1,"entries":[{"name":"f","type":"reg","size":10,"offset":1,"chunkSize":1})";
+  std::string text =
+      R"({"version":1,"entries":[{"name":"f","type":"reg","size":10,"offset":1,"chunkSize":1})";
   for (int i = 1; i < 10; ++i) {
     text += R"(,{"type":"chunk","offset":)" + std::to_string(i + 1) + R"(,"chunkOffset":)" +
             std::to_string(i) + R"(,"chunkSize":1})";

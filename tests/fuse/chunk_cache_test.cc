@@ -58,7 +58,9 @@ TEST(ChunkCacheTest, EvictsLeastRecentlyUsedBeyondTheBound) {
   EXPECT_FALSE(cache->Get(KeyOf(b)).has_value());
   EXPECT_TRUE(cache->Get(KeyOf(c)).has_value());
   struct stat st;
-  EXPECT_NE(::stat(absl::StrCat(dir.path(), "/c/", KeyOf(b).substr(0, 2), "/", KeyOf(b)).c_str(), &st), 0);
+  EXPECT_NE(
+      ::stat(absl::StrCat(dir.path(), "/c/", KeyOf(b).substr(0, 2), "/", KeyOf(b)).c_str(), &st),
+      0);
 }
 
 TEST(ChunkCacheTest, DamagedFileIsAMissNotWrongBytes) {

@@ -46,12 +46,11 @@ TEST(ChallengeTest, RejectsMalformed) {
 TEST(CredentialsTest, DockerConfig) {
   CredentialStore s;
   std::string auth = absl::Base64Escape("alice:pa:ss");
-  ASSERT_OK(s.MergeDockerConfigJson(
-      R"({"auths":{"https://index.docker.io/v1/":{"auth":")" + auth +
-          R"("},"127.0.0.1:5000":{"username":"bob","password":"pw"},
+  ASSERT_OK(s.MergeDockerConfigJson(R"({"auths":{"https://index.docker.io/v1/":{"auth":")" + auth +
+                                        R"("},"127.0.0.1:5000":{"username":"bob","password":"pw"},
           "tok.example.com":{"identitytoken":"refresh"},
           "empty.example.com":{}},"credsStore":"desktop"})",
-      "config.json"));
+                                    "config.json"));
   ASSERT_TRUE(s.Lookup("docker.io").has_value());
   EXPECT_EQ(s.Lookup("registry-1.docker.io")->username, "alice");
   EXPECT_EQ(s.Lookup("docker.io")->password, "pa:ss");

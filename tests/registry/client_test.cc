@@ -4,6 +4,7 @@
 #include "registry/client.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,8 +13,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -34,7 +33,8 @@ using ::accel::testing::StatusIs;
 class BlobServer {
  public:
   BlobServer(std::string blob, std::vector<std::string> faults, std::string authorization = "")
-      : blob_(std::move(blob)), authorization_(std::move(authorization)),
+      : blob_(std::move(blob)),
+        authorization_(std::move(authorization)),
         faults_(std::move(faults)) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
@@ -103,8 +103,9 @@ class BlobServer {
         authorizations_.push_back(got);
       }
       if (got != authorization_) {
-        Write(c, "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\n"
-                 "Content-Length: 0\r\nConnection: close\r\n\r\n");
+        Write(c,
+              "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\n"
+              "Content-Length: 0\r\nConnection: close\r\n\r\n");
         return;
       }
     }
@@ -130,13 +131,15 @@ class BlobServer {
       }
     }
     if (fault == "503") {
-      Write(c, "HTTP/1.1 503 Busy\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      Write(
+          c,
+          "HTTP/1.1 503 Busy\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       return;
     }
     std::string body = blob_.substr(from, to - from + 1);
-    std::string hdr = absl::StrCat(
-        ranged ? "HTTP/1.1 206 Partial Content\r\n" : "HTTP/1.1 200 OK\r\n",
-        "Content-Length: ", body.size(), "\r\nConnection: close\r\n");
+    std::string hdr =
+        absl::StrCat(ranged ? "HTTP/1.1 206 Partial Content\r\n" : "HTTP/1.1 200 OK\r\n",
+                     "Content-Length: ", body.size(), "\r\nConnection: close\r\n");
     if (ranged) {
       absl::StrAppend(&hdr, "Content-Range: bytes ", from, "-", to, "/", blob_.size(), "\r\n");
     }
@@ -199,8 +202,7 @@ TEST(ClientTest, FetchBlobResumesAfterDroppedConnections) {
     return absl::OkStatus();
   }));
   EXPECT_EQ(got, blob);
-  EXPECT_EQ(server.ranges(),
-            (std::vector<std::string>{"", "1000-", "1000-", "101000-"}));
+  EXPECT_EQ(server.ranges(), (std::vector<std::string>{"", "1000-", "1000-", "101000-"}));
   EXPECT_EQ(sleeps.size(), 3u);
 }
 
@@ -267,8 +269,7 @@ TEST(ClientTest, SetCredentialsIsUsedForItsHostAndNeverInErrors) {
 
   // Credentials for another host do not apply.
   client->SetCredentials("other.example:5000", right);
-  EXPECT_THAT(client->ReadBlobRange(repo, d, 0, 100),
-              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(client->ReadBlobRange(repo, d, 0, 100), StatusIs(absl::StatusCode::kUnauthenticated));
 
   // Wrong ones: refused; neither password appears in the error.
   client->SetCredentials(server.host(), Credentials{"alice", "Wr-pw-0815", ""});
@@ -276,8 +277,10 @@ TEST(ClientTest, SetCredentialsIsUsedForItsHostAndNeverInErrors) {
   EXPECT_THAT(got, StatusIs(absl::StatusCode::kUnauthenticated));
   EXPECT_FALSE(absl::StrContains(got.status().message(), "Wr-pw-0815")) << got.status();
   EXPECT_FALSE(absl::StrContains(got.status().message(), "Rt-pw-4711")) << got.status();
-  EXPECT_FALSE(absl::StrContains(got.status().ToString(), BasicAuthorization(
-      Credentials{"alice", "Wr-pw-0815", ""}).substr(6))) << got.status();
+  EXPECT_FALSE(
+      absl::StrContains(got.status().ToString(),
+                        BasicAuthorization(Credentials{"alice", "Wr-pw-0815", ""}).substr(6)))
+      << got.status();
 
   // Replaced by the right ones: used at once.
   client->SetCredentials(server.host(), right);

@@ -32,9 +32,9 @@ capabilities = ["pull", "resolve", "push"]
 [host."https://gcr-mirror.example.com/v2/gcr.io"]
   override_path = true
 )";
-  ASSERT_OK_AND_ASSIGN(std::vector<RegistryHost> hosts,
-                       ParseHostsToml(toml, "docker.io", "/etc/certs.d/docker.io", "hosts.toml",
-                                      HostsOptions{}));
+  ASSERT_OK_AND_ASSIGN(
+      std::vector<RegistryHost> hosts,
+      ParseHostsToml(toml, "docker.io", "/etc/certs.d/docker.io", "hosts.toml", HostsOptions{}));
   ASSERT_EQ(hosts.size(), 4u);
   EXPECT_EQ(hosts[0].BaseUrl(), "https://zz-mirror.example.com/v2");
   EXPECT_EQ(hosts[0].capabilities, kCapPull | kCapResolve);
@@ -106,8 +106,8 @@ TEST(HostsTest, ConfigureHostsLooksUpDirectories) {
   EXPECT_EQ(h[0].host, "quay.io");
   // _default applies to every registry.
   ASSERT_OK(MkdirAll(dir.path() + "/_default", 0755));
-  ASSERT_OK(WriteFileAtomic(dir.path() + "/_default/hosts.toml",
-                            "[host.\"http://127.0.0.1:9\"]\n", 0644));
+  ASSERT_OK(WriteFileAtomic(dir.path() + "/_default/hosts.toml", "[host.\"http://127.0.0.1:9\"]\n",
+                            0644));
   ASSERT_OK_AND_ASSIGN(h, ConfigureHosts("quay.io", o));
   ASSERT_EQ(h.size(), 2u);
   EXPECT_EQ(h[0].host, "127.0.0.1:9");

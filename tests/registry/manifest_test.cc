@@ -16,10 +16,11 @@ const std::string kD3 = "sha256:" + std::string(64, '3');
 
 std::string ManifestJson(const std::string& layer_size = "10") {
   return R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
-    "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" + kD1 +
+    "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" +
+         kD1 +
          R"(","size":5},
-    "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":")" + kD2 +
-         R"(","size":)" + layer_size + R"(,"annotations":{"a":"b"}}]})";
+    "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":")" +
+         kD2 + R"(","size":)" + layer_size + R"(,"annotations":{"a":"b"}}]})";
 }
 
 TEST(DigestTest, Validate) {
@@ -88,13 +89,16 @@ TEST(ManifestTest, RejectsBadShapes) {
 }
 
 TEST(ManifestTest, SelectsPlatform) {
-  std::string idx = R"({"schemaVersion":2,"manifests":[
-    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + kD1 +
-                    R"(","size":1,"platform":{"os":"linux","architecture":"amd64"}},
-    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + kD2 +
-                    R"(","size":1,"platform":{"os":"linux","architecture":"arm64"}},
-    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + kD3 +
-                    R"(","size":1,"platform":{"os":"linux","architecture":"arm","variant":"v7"}}]})";
+  std::string idx =
+      R"({"schemaVersion":2,"manifests":[
+    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      kD1 +
+      R"(","size":1,"platform":{"os":"linux","architecture":"amd64"}},
+    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      kD2 +
+      R"(","size":1,"platform":{"os":"linux","architecture":"arm64"}},
+    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      kD3 + R"(","size":1,"platform":{"os":"linux","architecture":"arm","variant":"v7"}}]})";
   ASSERT_OK_AND_ASSIGN(Index index, ParseIndex(idx, media::kOciIndex));
   ASSERT_OK_AND_ASSIGN(Platform arm64, ParsePlatform("linux/aarch64/v8"));
   ASSERT_OK_AND_ASSIGN(Descriptor d, SelectPlatform(index, arm64));

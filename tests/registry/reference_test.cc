@@ -57,18 +57,9 @@ TEST(ReferenceTest, ParsesAndNormalizes) {
 
 TEST(ReferenceTest, RejectsMalformed) {
   const char* bad[] = {
-      "",
-      "docker.io/UPPER",
-      "a//b",
-      "a/b:",
-      "a/b:-tag",
-      "a/b@sha256:short",
-      "a/b@md5:0123",
-      "-a/b",
-      "a_/b",
-      "host:notaport/app",
-      "example.com/",
-      "a b",
+      "",         "docker.io/UPPER",   "a//b",         "a/b:",
+      "a/b:-tag", "a/b@sha256:short",  "a/b@md5:0123", "-a/b",
+      "a_/b",     "host:notaport/app", "example.com/", "a b",
   };
   for (const char* in : bad) {
     SCOPED_TRACE(in);

@@ -48,9 +48,9 @@ TEST(RetryTest, RetryAfter) {
   p.initial_backoff = absl::Milliseconds(100);
   p.max_retry_after = absl::Seconds(10);
   EXPECT_EQ(RetryDelay(p, 0, "", now), absl::Milliseconds(100));
-  EXPECT_EQ(RetryDelay(p, 0, "2", now), absl::Seconds(2));       // server asks for longer
+  EXPECT_EQ(RetryDelay(p, 0, "2", now), absl::Seconds(2));         // server asks for longer
   EXPECT_EQ(RetryDelay(p, 0, "0", now), absl::Milliseconds(100));  // never shorter than backoff
-  EXPECT_EQ(RetryDelay(p, 0, "3600", now), absl::Seconds(10));   // capped
+  EXPECT_EQ(RetryDelay(p, 0, "3600", now), absl::Seconds(10));     // capped
 }
 
 TEST(RangeTest, ContentRange) {
@@ -84,8 +84,7 @@ TEST(RangeTest, PlansResume) {
               StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_THAT(PlanRangeResponse(206, "garbage", 500, -1, 1000),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(PlanRangeResponse(416, "", 5000, -1, 1000),
-              StatusIs(absl::StatusCode::kOutOfRange));
+  EXPECT_THAT(PlanRangeResponse(416, "", 5000, -1, 1000), StatusIs(absl::StatusCode::kOutOfRange));
   EXPECT_THAT(PlanRangeResponse(302, "", 0, -1, 1000),
               StatusIs(absl::StatusCode::kFailedPrecondition));
 }

@@ -18,7 +18,8 @@ TEST(ConfigTest, DefaultsWhenEmpty) {
   EXPECT_EQ(c.fuse_threads, 4);
   EXPECT_EQ(c.cri_image_address, "");
   EXPECT_EQ(c.cri_upstream, kDefaultCriUpstream);
-  EXPECT_THAT(ParseConfig("fuse_threads = 0", "cfg.toml"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseConfig("fuse_threads = 0", "cfg.toml"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(ConfigTest, ReadsKeys) {
@@ -40,7 +41,8 @@ cri_upstream = "/run/k3s/containerd/containerd.sock"
   EXPECT_EQ(c.max_rpc_threads, 8);
   EXPECT_EQ(c.cri_image_address, "/run/accel-snapshotter/cri.sock");
   EXPECT_EQ(c.cri_upstream, "/run/k3s/containerd/containerd.sock");
-  EXPECT_THAT(ParseConfig("cri_upstream = \"\"", "c"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseConfig("cri_upstream = \"\"", "c"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(ConfigTest, ErrorsNameTheProblem) {

@@ -4,13 +4,12 @@
 
 #include "snapshotter/cri_proxy.h"
 
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <filesystem>
-
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
 
 #include "k8s/cri/runtime_v1.grpc.pb.h"
 #include "tests/testing/status_matchers.h"
@@ -55,7 +54,8 @@ TEST(CriProxyTest, ForwardsCallsStatusesAndUnknownFields) {
   std::unique_ptr<grpc::Server> upstream = ub.BuildAndStart();
   ASSERT_NE(upstream, nullptr);
 
-  std::unique_ptr<grpc::Service> proxy = NewCriImageProxy(CriProxyOptions{dir + "/up.sock", nullptr});
+  std::unique_ptr<grpc::Service> proxy =
+      NewCriImageProxy(CriProxyOptions{dir + "/up.sock", nullptr});
   grpc::ServerBuilder pb;
   pb.AddListeningPort("unix:" + dir + "/proxy.sock", grpc::InsecureServerCredentials());
   pb.RegisterService(proxy.get());
@@ -103,9 +103,9 @@ TEST(CriProxyTest, ForwardsCallsStatusesAndUnknownFields) {
 }
 
 TEST(CriProxyTest, CredentialsFromAuthConfig) {
-  ASSERT_OK_AND_ASSIGN(PullCredentials a,
-                       CredentialsFromAuthConfig("registry.example:5000/team/app:v1", "alice",
-                                                 "pw", "", ""));
+  ASSERT_OK_AND_ASSIGN(
+      PullCredentials a,
+      CredentialsFromAuthConfig("registry.example:5000/team/app:v1", "alice", "pw", "", ""));
   EXPECT_EQ(a.host, "registry.example:5000");
   EXPECT_EQ(a.credentials.username, "alice");
   EXPECT_EQ(a.credentials.password, "pw");
@@ -120,8 +120,8 @@ TEST(CriProxyTest, CredentialsFromAuthConfig) {
   ASSERT_OK_AND_ASSIGN(PullCredentials c, CredentialsFromAuthConfig("r.example/x", "", "", "", ""));
   EXPECT_TRUE(c.credentials.empty());
 
-  absl::StatusOr<PullCredentials> bad =
-      CredentialsFromAuthConfig("r.example/x", "", "", "bm8tY29sb24tc2VjcmV0", "");  // "no-colon-secret"
+  absl::StatusOr<PullCredentials> bad = CredentialsFromAuthConfig(
+      "r.example/x", "", "", "bm8tY29sb24tc2VjcmV0", "");  // "no-colon-secret"
   EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(bad.status().message().find("no-colon-secret"), std::string::npos);
   EXPECT_EQ(bad.status().message().find("bm8tY29sb24tc2VjcmV0"), std::string::npos);

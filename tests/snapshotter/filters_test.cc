@@ -61,8 +61,8 @@ TEST(FiltersTest, Table) {
 }
 
 TEST(FiltersTest, MalformedIsInvalidArgument) {
-  for (const char* bad : {"name=", "name==", "labels.\"unterminated", "1name==x", "name==x,,",
-                          "name~=(", "name<x"}) {
+  for (const char* bad :
+       {"name=", "name==", "labels.\"unterminated", "1name==x", "name==x,,", "name~=(", "name<x"}) {
     EXPECT_THAT(ParseFilters({bad}), StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
   }
 }

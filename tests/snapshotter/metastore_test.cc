@@ -1,8 +1,8 @@
 #include "snapshotter/metastore.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,8 +88,8 @@ TEST_F(MetaStoreTest, ParentIdsNearestFirst) {
 
 TEST_F(MetaStoreTest, CommitKeepsIdReplacesLabelsAndChecksKind) {
   ASSERT_OK_AND_ASSIGN(Transaction tx, ms_->Begin(true));
-  ASSERT_OK_AND_ASSIGN(SnapshotRecord a,
-                       ms_->CreateSnapshot(tx, Kind::kActive, "a", "", {{"old", "1"}}, absl::Now()));
+  ASSERT_OK_AND_ASSIGN(SnapshotRecord a, ms_->CreateSnapshot(tx, Kind::kActive, "a", "",
+                                                             {{"old", "1"}}, absl::Now()));
   ASSERT_OK(ms_->CreateSnapshot(tx, Kind::kView, "v", "", {}, absl::Now()));
   EXPECT_THAT(ms_->CommitActive(tx, "v", "vc", {}, {}, absl::Now()),
               StatusIs(absl::StatusCode::kFailedPrecondition));

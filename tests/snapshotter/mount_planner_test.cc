@@ -32,18 +32,19 @@ TEST(MountPlannerTest, OneParentViewIsReadOnlyBindOfParent) {
 
 TEST(MountPlannerTest, ActiveWithParentsIsOverlayNearestParentFirst) {
   auto m = PlanMounts(Kind::kActive, 9, {5, 3, 1}, Paths(), {});
-  EXPECT_THAT(m, ElementsAre(Mount{"overlay",
-                                   "overlay",
-                                   {"workdir=/r/snapshots/9/work", "upperdir=/r/snapshots/9/fs",
-                                    "lowerdir=/r/snapshots/5/fs:/r/snapshots/3/fs:/r/snapshots/1/fs"}}));
+  EXPECT_THAT(
+      m, ElementsAre(Mount{"overlay",
+                           "overlay",
+                           {"workdir=/r/snapshots/9/work", "upperdir=/r/snapshots/9/fs",
+                            "lowerdir=/r/snapshots/5/fs:/r/snapshots/3/fs:/r/snapshots/1/fs"}}));
 }
 
 TEST(MountPlannerTest, ViewWithTwoParentsIsReadOnlyOverlay) {
   auto m = PlanMounts(Kind::kView, 9, {5, 3}, Paths(), {.index_off = true, .userxattr = true});
-  EXPECT_THAT(m, ElementsAre(Mount{"overlay",
-                                   "overlay",
-                                   {"index=off", "userxattr",
-                                    "lowerdir=/r/snapshots/5/fs:/r/snapshots/3/fs"}}));
+  EXPECT_THAT(m, ElementsAre(Mount{
+                     "overlay",
+                     "overlay",
+                     {"index=off", "userxattr", "lowerdir=/r/snapshots/5/fs:/r/snapshots/3/fs"}}));
 }
 
 TEST(MountPlannerTest, ManyLayersKeepOptionShort) {

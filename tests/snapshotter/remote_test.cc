@@ -112,8 +112,8 @@ TEST_F(RemoteTest, RemoteLayerIsCommittedUnderTargetAndAnswersAlreadyExists) {
               StatusIs(absl::StatusCode::kAlreadyExists));
   ASSERT_OK_AND_ASSIGN(auto mounts, sn_->Prepare("container", "sha256:l2", {}));
   ASSERT_EQ(mounts[0].type, "overlay");
-  EXPECT_EQ(mounts[0].options.back(), "lowerdir=" + root_ + "/snapshots/2/fs:" + root_ +
-                                          "/snapshots/1/fs");
+  EXPECT_EQ(mounts[0].options.back(),
+            "lowerdir=" + root_ + "/snapshots/2/fs:" + root_ + "/snapshots/1/fs");
 }
 
 TEST_F(RemoteTest, NotRemoteOrFailingFallsBackToPlainSnapshot) {

@@ -98,7 +98,8 @@ class SnapshotterTest : public ::testing::Test {
     sn_ = std::move(*sn);
   }
   void TearDown() override {
-    for (auto it = mounted_.rbegin(); it != mounted_.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
+    for (auto it = mounted_.rbegin(); it != mounted_.rend(); ++it)
+      ::umount2(it->c_str(), MNT_DETACH);
   }
 
   bool CanMount() { return ::geteuid() == 0; }
@@ -209,8 +210,8 @@ TEST_F(SnapshotterTest, MountsFollowContainerdPlan) {
   ASSERT_OK_AND_ASSIGN(auto top, sn_->Prepare("top", "l2", {}));
   ASSERT_EQ(top[0].type, "overlay");
   std::string lower = top[0].options.back();
-  EXPECT_TRUE(absl::StartsWith(lower, "lowerdir=" + root_ + "/snapshots/3/fs:" + root_ +
-                                          "/snapshots/1/fs"))
+  EXPECT_TRUE(
+      absl::StartsWith(lower, "lowerdir=" + root_ + "/snapshots/3/fs:" + root_ + "/snapshots/1/fs"))
       << lower;
   ASSERT_OK_AND_ASSIGN(auto again, sn_->Mounts("top"));
   EXPECT_EQ(again, top);

@@ -55,7 +55,9 @@ std::string EveryTypeLayer() {
       .File("bin/suid", "#!/bin/sh\n", {.mode = 04755})
       .File("big", big)
       .File("empty", "")
-      .File("with-xattr", "x", {.xattrs = {{"user.note", "hello"}, {"security.capability", std::string("\x01\x00\x00\x02", 4)}}})
+      .File("with-xattr", "x",
+            {.xattrs = {{"user.note", "hello"},
+                        {"security.capability", std::string("\x01\x00\x00\x02", 4)}}})
       .Hardlink("etc/passwd-link", "etc/passwd")
       .Symlink("etc/localtime", "/usr/share/zoneinfo/UTC")
       .Device("dev/null", false, 1, 3, {.mode = 0666})
@@ -84,15 +86,14 @@ std::string ReadContent(const OpenLayer& layer, const LayerEntry& e) {
 
 class StoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(store_, Store::Open(dir_.path() + "/store", true));
-  }
+  void SetUp() override { ASSERT_OK_AND_ASSIGN(store_, Store::Open(dir_.path() + "/store", true)); }
   // Names under tmp/ and layers/ (to show a failed write left nothing).
   std::vector<std::string> Leftovers() {
     std::vector<std::string> out;
     for (const char* sub : {"tmp", "layers/sha256"}) {
       std::string d = absl::StrCat(store_->dir(), "/", sub);
-      for (const auto& name : std::vector<std::string>(ListNames(d))) out.push_back(absl::StrCat(sub, "/", name));
+      for (const auto& name : std::vector<std::string>(ListNames(d)))
+        out.push_back(absl::StrCat(sub, "/", name));
     }
     return out;
   }
@@ -211,11 +212,12 @@ TEST_F(StoreTest, SecondWriteIsSkipped) {
   ASSERT_OK_AND_ASSIGN(WriteResult first, store_->WriteLayer(Sha256::Of(tar), Reader(tar)));
   EXPECT_FALSE(first.existed);
   bool read = false;
-  ASSERT_OK_AND_ASSIGN(WriteResult second,
-                       store_->WriteLayer(Sha256::Of(tar), [&](char*, size_t) -> absl::StatusOr<size_t> {
-                         read = true;
-                         return size_t{0};
-                       }));
+  ASSERT_OK_AND_ASSIGN(
+      WriteResult second,
+      store_->WriteLayer(Sha256::Of(tar), [&](char*, size_t) -> absl::StatusOr<size_t> {
+        read = true;
+        return size_t{0};
+      }));
   EXPECT_TRUE(second.existed);
   EXPECT_FALSE(read);
 }
@@ -249,9 +251,12 @@ TEST_F(StoreTest, HostileLayersAreRejectedAndLeaveNothing) {
   std::vector<Case> cases = {
       {"dotdot", TarBuilder().File("a/../../etc/passwd", "x").Finish(), "escapes the layer"},
       {"absolute", TarBuilder().File("/etc/passwd", "x").Finish(), "absolute path"},
-      {"hardlink out", TarBuilder().Hardlink("h", "../../etc/shadow").Finish(), "escapes the layer"},
-      {"hardlink missing", TarBuilder().Hardlink("h", "nowhere").Finish(), "not an earlier regular file"},
-      {"hardlink to dir", TarBuilder().Dir("d").Hardlink("h", "d").Finish(), "not an earlier regular file"},
+      {"hardlink out", TarBuilder().Hardlink("h", "../../etc/shadow").Finish(),
+       "escapes the layer"},
+      {"hardlink missing", TarBuilder().Hardlink("h", "nowhere").Finish(),
+       "not an earlier regular file"},
+      {"hardlink to dir", TarBuilder().Dir("d").Hardlink("h", "d").Finish(),
+       "not an earlier regular file"},
       {"below symlink", TarBuilder().Symlink("s", "/etc").File("s/passwd", "x").Finish(),
        "below a non-directory"},
       {"not tar", std::string(4096, 'q'), "not a tar stream"},
@@ -289,9 +294,12 @@ TEST_F(StoreTest, WrongDigestTruncatedAndCorruptStreamsAreRejected) {
   EXPECT_THAT(Leftovers(), IsEmpty());
 
   // A read error from the source (e.g. the registry) fails the write too.
-  s = store_->WriteLayer(Sha256::Of(tar), [](char*, size_t) -> absl::StatusOr<size_t> {
-        return absl::UnavailableError("registry went away");
-      }).status();
+  s = store_
+          ->WriteLayer(Sha256::Of(tar),
+                       [](char*, size_t) -> absl::StatusOr<size_t> {
+                         return absl::UnavailableError("registry went away");
+                       })
+          .status();
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("registry went away")));
   EXPECT_THAT(Leftovers(), IsEmpty());
 }
@@ -375,11 +383,13 @@ TEST_F(StoreTest, LinksPlantedInTheStoreAreRefused) {
   ASSERT_OK(WriteFileAtomic(dir_.path() + "/host-secret", "1234567", 0600));
   ASSERT_EQ(::unlink(data.c_str()), 0);
   ASSERT_EQ(::symlink((dir_.path() + "/host-secret").c_str(), data.c_str()), 0);
-  EXPECT_THAT(store_->Open(diff_id).status(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("symlink")));
+  EXPECT_THAT(store_->Open(diff_id).status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("symlink")));
   // A FIFO would block a reader forever: refused too.
   ASSERT_EQ(::unlink(data.c_str()), 0);
   ASSERT_EQ(::mkfifo(data.c_str(), 0600), 0);
-  EXPECT_THAT(store_->Open(diff_id).status(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not a regular file")));
+  EXPECT_THAT(store_->Open(diff_id).status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not a regular file")));
   // tmp/ as a link elsewhere (gc removes entries below it as root).
   ASSERT_OK(RemoveAll(store_->dir() + "/tmp"));
   ASSERT_EQ(::symlink(dir_.path().c_str(), (store_->dir() + "/tmp").c_str()), 0);
@@ -399,10 +409,15 @@ TEST_F(StoreTest, ImageRecordsAndGc) {
   const std::string t1 = TarBuilder().File("one", "1").Finish();
   const std::string t2 = TarBuilder().File("two", "2").Finish();
   const std::string t3 = TarBuilder().File("three", "3").Finish();
-  for (const std::string* t : {&t1, &t2, &t3}) ASSERT_OK(store_->WriteLayer(Sha256::Of(*t), Reader(*t)).status());
-  ImageRecord a{.target = "reg/a:1-acc", .source = "reg/a:1", .manifest_digest = Sha256::Of("m"),
-                .platform = "linux/amd64", .diff_ids = {Sha256::Of(t1), Sha256::Of(t2)},
-                .blobs = {Sha256::Of("b1"), Sha256::Of("b2")}, .created_unix = 5};
+  for (const std::string* t : {&t1, &t2, &t3})
+    ASSERT_OK(store_->WriteLayer(Sha256::Of(*t), Reader(*t)).status());
+  ImageRecord a{.target = "reg/a:1-acc",
+                .source = "reg/a:1",
+                .manifest_digest = Sha256::Of("m"),
+                .platform = "linux/amd64",
+                .diff_ids = {Sha256::Of(t1), Sha256::Of(t2)},
+                .blobs = {Sha256::Of("b1"), Sha256::Of("b2")},
+                .created_unix = 5};
   ASSERT_OK(store_->PutImage(a));
   ASSERT_OK_AND_ASSIGN(ImageRecord got, store_->GetImage("reg/a:1-acc"));
   EXPECT_EQ(got.diff_ids, a.diff_ids);

@@ -39,28 +39,40 @@ class TarBuilder {
   using Meta = TarMeta;
 
   TarBuilder& File(const std::string& name, const std::string& content, Meta m = {}) {
-    return Add(name, AE_IFREG, m, [&](archive_entry* e) { archive_entry_set_size(e, content.size()); },
-               content);
+    return Add(
+        name, AE_IFREG, m, [&](archive_entry* e) { archive_entry_set_size(e, content.size()); },
+        content);
   }
   TarBuilder& Dir(const std::string& name, Meta m = {.mode = 0755}) {
     return Add(name, AE_IFDIR, m, nullptr, "");
   }
   TarBuilder& Symlink(const std::string& name, const std::string& target, Meta m = {.mode = 0777}) {
-    return Add(name, AE_IFLNK, m, [&](archive_entry* e) { archive_entry_set_symlink(e, target.c_str()); }, "");
+    return Add(
+        name, AE_IFLNK, m, [&](archive_entry* e) { archive_entry_set_symlink(e, target.c_str()); },
+        "");
   }
   TarBuilder& Hardlink(const std::string& name, const std::string& target, Meta m = {}) {
-    return Add(name, AE_IFREG, m, [&](archive_entry* e) {
-      archive_entry_set_hardlink(e, target.c_str());
-      archive_entry_set_size(e, 0);
-    }, "");
+    return Add(
+        name, AE_IFREG, m,
+        [&](archive_entry* e) {
+          archive_entry_set_hardlink(e, target.c_str());
+          archive_entry_set_size(e, 0);
+        },
+        "");
   }
-  TarBuilder& Device(const std::string& name, bool block, unsigned major, unsigned minor, Meta m = {}) {
-    return Add(name, block ? AE_IFBLK : AE_IFCHR, m, [&](archive_entry* e) {
-      archive_entry_set_rdevmajor(e, major);
-      archive_entry_set_rdevminor(e, minor);
-    }, "");
+  TarBuilder& Device(const std::string& name, bool block, unsigned major, unsigned minor,
+                     Meta m = {}) {
+    return Add(
+        name, block ? AE_IFBLK : AE_IFCHR, m,
+        [&](archive_entry* e) {
+          archive_entry_set_rdevmajor(e, major);
+          archive_entry_set_rdevminor(e, minor);
+        },
+        "");
   }
-  TarBuilder& Fifo(const std::string& name, Meta m = {}) { return Add(name, AE_IFIFO, m, nullptr, ""); }
+  TarBuilder& Fifo(const std::string& name, Meta m = {}) {
+    return Add(name, AE_IFIFO, m, nullptr, "");
+  }
 
   // Ends the archive and returns the uncompressed tar.
   std::string Finish() {
@@ -81,7 +93,8 @@ class TarBuilder {
     archive_entry_set_uid(e, m.uid);
     archive_entry_set_gid(e, m.gid);
     archive_entry_set_mtime(e, m.mtime, m.mtime_nsec);
-    for (const auto& [k, v] : m.xattrs) archive_entry_xattr_add_entry(e, k.c_str(), v.data(), v.size());
+    for (const auto& [k, v] : m.xattrs)
+      archive_entry_xattr_add_entry(e, k.c_str(), v.data(), v.size());
     if constexpr (!std::is_same_v<Fn, std::nullptr_t>) extra(e);
     archive_write_header(a_, e);
     if (!content.empty()) archive_write_data(a_, content.data(), content.size());

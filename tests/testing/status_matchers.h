@@ -30,25 +30,25 @@ MATCHER_P(StatusIs, code, "") {
 MATCHER_P2(StatusIs, code, message_matcher, "") {
   const absl::Status& s = ::accel::testing::GetStatus(arg);
   *result_listener << "status is " << s.ToString();
-  return s.code() == code &&
-         ::testing::Matches(message_matcher)(std::string(s.message()));
+  return s.code() == code && ::testing::Matches(message_matcher)(std::string(s.message()));
 }
 
 }  // namespace accel::testing
 
-#define EXPECT_OK(expr) EXPECT_TRUE(::accel::testing::GetStatus(expr).ok()) \
-    << ::accel::testing::GetStatus(expr).ToString()
-#define ASSERT_OK(expr)                                               \
-  do {                                                                \
-    const auto& accel_s_ = (expr);                                    \
-    ASSERT_TRUE(::accel::testing::GetStatus(accel_s_).ok())           \
-        << ::accel::testing::GetStatus(accel_s_).ToString();          \
+#define EXPECT_OK(expr)                               \
+  EXPECT_TRUE(::accel::testing::GetStatus(expr).ok()) \
+      << ::accel::testing::GetStatus(expr).ToString()
+#define ASSERT_OK(expr)                                      \
+  do {                                                       \
+    const auto& accel_s_ = (expr);                           \
+    ASSERT_TRUE(::accel::testing::GetStatus(accel_s_).ok())  \
+        << ::accel::testing::GetStatus(accel_s_).ToString(); \
   } while (0)
 #define ACCEL_TEST_CONCAT_INNER_(a, b) a##b
 #define ACCEL_TEST_CONCAT_(a, b) ACCEL_TEST_CONCAT_INNER_(a, b)
 #define ASSERT_OK_AND_ASSIGN(lhs, expr) \
   ASSERT_OK_AND_ASSIGN_IMPL_(ACCEL_TEST_CONCAT_(accel_sor_, __LINE__), lhs, expr)
-#define ASSERT_OK_AND_ASSIGN_IMPL_(sor, lhs, expr)                      \
-  auto sor = (expr);                                                    \
-  ASSERT_TRUE(sor.ok()) << sor.status().ToString();                     \
+#define ASSERT_OK_AND_ASSIGN_IMPL_(sor, lhs, expr)  \
+  auto sor = (expr);                                \
+  ASSERT_TRUE(sor.ok()) << sor.status().ToString(); \
   lhs = std::move(sor).value()
