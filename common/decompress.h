@@ -1,164 +1,113 @@
 #pragma once
 
-// Decompressor pulls decompressed bytes out of a compressed stream,
-// detecting the compression from the first bytes: gzip, zstd, or none
-// (passed through). Concatenated gzip members and zstd frames read as one
-// stream (as Go's readers do, so multi-member eStargz blobs work); a stream
-// that ends inside a member or frame is DataLoss ("truncated"), corrupt
-// data is DataLoss ("corrupt"). Not thread-safe (one stream each).
+// Decompressor pulls decompressed bytes out of a gzip or zstd stream, or
+// passes plain bytes through. The one place accel inflates or decodes: layer
+// blobs streaming into the store, eStargz chunks and TOCs, converted layers.
+//
+// The input is either a ReadFn (a stream: a download, a file) or bytes
+// already in memory (read in place, never copied). The codec is detected
+// from the first bytes (gzip magic, zstd magic, else plain) unless the
+// options name one. Concatenated gzip members and zstd frames read as one
+// stream (as Go's readers do, so multi-member eStargz blobs work), unless
+// `first_member_only` stops after the first gzip member.
+//
+// Input is untrusted: a stream that ends inside a member or frame is
+// DataLoss ("truncated"), corrupt data is DataLoss ("corrupt"), and output
+// beyond `max_output` is InvalidArgument ("decompresses to more than N
+// bytes"), so a small hostile input cannot make a caller allocate without
+// bound. Not thread-safe (one stream each).
 
 #include <zlib.h>
 #include <zstd.h>
 
-#include <algorithm>
 #include <cstddef>
-#include <cstring>
+#include <cstdint>
 #include <functional>
+#include <limits>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
+#include "absl/strings/string_view.h"
 
 namespace accel {
 
 // Fills up to `len` bytes of `buf`, returns how many; 0 at the end.
 using ReadFn = std::function<absl::StatusOr<size_t>(char* buf, size_t len)>;
 
-inline constexpr size_t kDecompressBlock = 1 << 20;
+enum class Codec { kNone, kGzip, kZstd };
+
+struct DecompressOptions {
+  // The input's codec; nullopt detects it from the first bytes.
+  std::optional<Codec> codec;
+  // Stop at the end of the first gzip member (nothing after it is read).
+  bool first_member_only = false;
+  // Producing more than this many bytes is InvalidArgument.
+  uint64_t max_output = std::numeric_limits<uint64_t>::max();
+  // Bytes asked of a ReadFn input at a time.
+  size_t block = 1 << 20;
+};
 
 class Decompressor {
  public:
-  explicit Decompressor(const ReadFn& input) : input_(input), in_(kDecompressBlock) {}
+  // Decompresses what `input` yields.
+  explicit Decompressor(ReadFn input, DecompressOptions options = {});
+  // Decompresses `input`, which must outlive the Decompressor.
+  explicit Decompressor(absl::string_view input, DecompressOptions options = {});
+  ~Decompressor();
   Decompressor(const Decompressor&) = delete;
   Decompressor& operator=(const Decompressor&) = delete;
-  ~Decompressor() {
-    if (kind_ == Kind::kGzip) inflateEnd(&z_);
-    if (zstd_ != nullptr) ZSTD_freeDStream(zstd_);
-  }
 
-  absl::StatusOr<size_t> Read(char* out, size_t len) {
-    if (kind_ == Kind::kUnknown) ACCEL_RETURN_IF_ERROR(Detect());
-    switch (kind_) {
-      case Kind::kPlain: {
-        if (in_pos_ < in_len_) {
-          size_t n = std::min(len, in_len_ - in_pos_);
-          std::memcpy(out, in_.data() + in_pos_, n);
-          in_pos_ += n;
-          return n;
-        }
-        return input_(out, len);
-      }
-      case Kind::kGzip:
-        return ReadGzip(out, len);
-      case Kind::kZstd:
-        return ReadZstd(out, len);
-      case Kind::kUnknown:
-        break;
-    }
-    return absl::InternalError("decompressor in an unknown state");
-  }
+  // Fills up to `len` bytes of `out`; returns how many, 0 at the end.
+  absl::StatusOr<size_t> Read(char* out, size_t len);
 
-  const char* name() const {
-    return kind_ == Kind::kGzip ? "gzip" : kind_ == Kind::kZstd ? "zstd" : "uncompressed";
-  }
+  // Discards the next `n` decompressed bytes. DataLoss ("ends after N
+  // decompressed bytes, M needed") if the stream ends first.
+  absl::Status Skip(uint64_t n);
+
+  // Reads exactly `n` bytes, appending them to `out` (which grows as data
+  // arrives, not ahead of it). DataLoss ("ends after ...") if the stream
+  // ends first.
+  absl::Status ReadExactly(uint64_t n, std::string& out);
+
+  // Reads to the end, appending to `out`.
+  absl::Status ReadToEnd(std::string& out);
+
+  // The codec (after the first Read; detection happens there).
+  Codec codec() const { return codec_.value_or(Codec::kNone); }
+  // "gzip", "zstd" or "uncompressed".
+  const char* name() const;
+  // Decompressed bytes produced so far.
+  uint64_t produced() const { return produced_; }
 
  private:
-  enum class Kind { kUnknown, kPlain, kGzip, kZstd };
+  absl::Status Start();
+  // Makes input available; false at the end of the input.
+  absl::StatusOr<bool> Fill();
+  absl::StatusOr<size_t> ReadGzip(char* out, size_t len);
+  absl::StatusOr<size_t> ReadZstd(char* out, size_t len);
+  absl::StatusOr<size_t> ReadPlain(char* out, size_t len);
+  absl::Status TooMuch() const;
+  absl::Status EndsEarly(uint64_t needed) const;
 
-  // Reads more input; false at the end of the input.
-  absl::StatusOr<bool> Fill() {
-    if (in_pos_ < in_len_) return true;
-    ACCEL_ASSIGN_OR_RETURN(size_t n, input_(in_.data(), in_.size()));
-    in_pos_ = 0;
-    in_len_ = n;
-    return n > 0;
-  }
-
-  absl::Status Detect() {
-    // Read until 4 bytes are there (or the input ends).
-    while (in_len_ < 4) {
-      ACCEL_ASSIGN_OR_RETURN(size_t n, input_(in_.data() + in_len_, in_.size() - in_len_));
-      if (n == 0) break;
-      in_len_ += n;
-    }
-    const auto* b = reinterpret_cast<const unsigned char*>(in_.data());
-    if (in_len_ >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
-      kind_ = Kind::kGzip;
-      std::memset(&z_, 0, sizeof z_);
-      if (inflateInit2(&z_, 15 + 16) != Z_OK) return absl::InternalError("inflateInit2 failed");
-    } else if (in_len_ >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd) {
-      kind_ = Kind::kZstd;
-      zstd_ = ZSTD_createDStream();
-      if (zstd_ == nullptr) return absl::InternalError("ZSTD_createDStream failed");
-    } else {
-      kind_ = Kind::kPlain;
-    }
-    return absl::OkStatus();
-  }
-
-  absl::StatusOr<size_t> ReadGzip(char* out, size_t len) {
-    for (;;) {
-      if (gzip_member_done_) {
-        // Another member follows, or the stream ends here.
-        ACCEL_ASSIGN_OR_RETURN(bool more, Fill());
-        if (!more) return size_t{0};
-        inflateReset(&z_);
-        gzip_member_done_ = false;
-      }
-      if (in_pos_ == in_len_) {
-        ACCEL_ASSIGN_OR_RETURN(bool more, Fill());
-        if (!more)
-          return absl::DataLossError("gzip stream is truncated (input ended inside a member)");
-      }
-      z_.next_in = reinterpret_cast<Bytef*>(in_.data() + in_pos_);
-      z_.avail_in = static_cast<uInt>(in_len_ - in_pos_);
-      z_.next_out = reinterpret_cast<Bytef*>(out);
-      z_.avail_out = static_cast<uInt>(std::min<size_t>(len, 1u << 30));
-      int rc = inflate(&z_, Z_NO_FLUSH);
-      in_pos_ = in_len_ - z_.avail_in;
-      size_t produced = static_cast<size_t>(reinterpret_cast<char*>(z_.next_out) - out);
-      if (rc == Z_STREAM_END) {
-        gzip_member_done_ = true;
-      } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-        return absl::DataLossError(
-            absl::StrCat("gzip stream is corrupt: ", z_.msg ? z_.msg : "inflate error"));
-      }
-      if (produced > 0) return produced;
-    }
-  }
-
-  absl::StatusOr<size_t> ReadZstd(char* out, size_t len) {
-    for (;;) {
-      if (in_pos_ == in_len_) {
-        ACCEL_ASSIGN_OR_RETURN(bool more, Fill());
-        if (!more) {
-          if (zstd_pending_ != 0)
-            return absl::DataLossError("zstd stream is truncated (input ended inside a frame)");
-          return size_t{0};
-        }
-      }
-      ZSTD_inBuffer ib{in_.data(), in_len_, in_pos_};
-      ZSTD_outBuffer ob{out, len, 0};
-      size_t rc = ZSTD_decompressStream(zstd_, &ob, &ib);
-      if (ZSTD_isError(rc)) {
-        return absl::DataLossError(absl::StrCat("zstd stream is corrupt: ", ZSTD_getErrorName(rc)));
-      }
-      in_pos_ = ib.pos;
-      zstd_pending_ = rc;
-      if (ob.pos > 0) return ob.pos;
-    }
-  }
-
-  const ReadFn& input_;
-  std::vector<char> in_;
-  size_t in_pos_ = 0;
+  ReadFn input_;              // a stream; empty for memory input
+  absl::string_view memory_;  // memory input not yet handed to the window
+  std::vector<char> buffer_;  // stream input
+  const char* in_ = nullptr;  // the input window: [in_ + pos_, in_ + len_)
   size_t in_len_ = 0;
-  Kind kind_ = Kind::kUnknown;
+  size_t in_pos_ = 0;
+  bool input_done_ = false;
+  DecompressOptions options_;
+  std::optional<Codec> codec_;
+  bool started_ = false;
+  bool finished_ = false;  // first_member_only: the member ended
+  uint64_t produced_ = 0;
   z_stream z_{};
-  bool gzip_member_done_ = false;
+  bool z_init_ = false;
+  bool member_done_ = false;
   ZSTD_DStream* zstd_ = nullptr;
-  size_t zstd_pending_ = 0;
+  size_t zstd_pending_ = 0;  // the last hint of a call that did something; 0 = frame complete
 };
 
 }  // namespace accel

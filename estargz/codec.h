@@ -1,7 +1,7 @@
 #pragma once
 
 // Internal to estargz/: bounded gzip and zstd decompression over in-memory
-// bytes, and a gzip member writer. Nothing here is part of the module's
+// bytes (on common/decompress.h), and a gzip member writer. Nothing here is part of the module's
 // public API; the public headers are footer.h, toc.h, chunk.h, builder.h.
 //
 // Every function treats its input as untrusted: output is bounded by the
@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/decompress.h"
 #include "estargz/footer.h"
 
 namespace accel::estargz::internal {
@@ -36,26 +37,12 @@ absl::StatusOr<std::string> DecompressRange(absl::string_view in, Compression ki
 absl::StatusOr<std::string> ZstdDecompressAll(absl::string_view in, uint64_t limit);
 
 // Pulls the decompressed bytes of the first gzip member of `in`, at most
-// `limit` of them in all. Used to feed libarchive without holding the
-// whole decompressed stream.
-class GzipMemberReader {
+// `limit` of them in all (InvalidArgument past it). Used to feed a tar
+// reader without holding the whole decompressed stream.
+class GzipMemberReader : public Decompressor {
  public:
-  GzipMemberReader(absl::string_view in, uint64_t limit);
-  ~GzipMemberReader();
-  GzipMemberReader(const GzipMemberReader&) = delete;
-  GzipMemberReader& operator=(const GzipMemberReader&) = delete;
-
-  // Fills `out` with up to `len` bytes; 0 at the end of the member.
-  // InvalidArgument past `limit`, DataLoss if corrupt or truncated.
-  absl::StatusOr<size_t> Read(char* out, size_t len);
-
- private:
-  absl::string_view in_;
-  uint64_t limit_;
-  uint64_t produced_ = 0;
-  z_stream z_{};
-  bool init_ = false;
-  bool done_ = false;
+  GzipMemberReader(absl::string_view in, uint64_t limit)
+      : Decompressor(in, {.codec = Codec::kGzip, .first_member_only = true, .max_output = limit}) {}
 };
 
 // Compresses a sequence of gzip members into `out` (appending). Start()

@@ -24,16 +24,7 @@ std::string LegacyFooter(uint64_t toc_offset) {
   h.extra = reinterpret_cast<Bytef*>(extra.data());
   h.extra_len = static_cast<uInt>(extra.size());
   h.os = 255;
-  z_stream z{};
-  deflateInit2(&z, 0, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-  deflateSetHeader(&z, &h);
-  std::string out(128, '\0');
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
+  return accel::testing::Gzip("", /*level=*/0, &h);
 }
 
 TEST(FooterTest, EncodeIs51BytesAndParses) {

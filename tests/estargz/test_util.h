@@ -5,8 +5,6 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <zlib.h>
-#include <zstd.h>
 
 #include <cstring>
 #include <map>
@@ -17,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "estargz/builder.h"
 #include "estargz/toc.h"
+#include "tests/testing/compress.h"
 
 namespace accel::estargz::testing {
 
@@ -43,35 +42,9 @@ inline TarInputFn StringInput(const std::string& tar, size_t step = 1000) {
   };
 }
 
-// Decompresses every gzip member of `in`, one after another.
-inline std::string Gunzip(const std::string& in) {
-  std::string out;
-  z_stream z{};
-  inflateInit2(&z, 15 + 16);
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  char buf[1 << 16];
-  while (z.avail_in > 0) {
-    z.next_out = reinterpret_cast<Bytef*>(buf);
-    z.avail_out = sizeof buf;
-    int rc = inflate(&z, Z_NO_FLUSH);
-    out.append(buf, sizeof buf - z.avail_out);
-    if (rc == Z_STREAM_END) {
-      inflateReset(&z);
-    } else if (rc != Z_OK) {
-      out = "<gunzip failed>";
-      break;
-    }
-  }
-  inflateEnd(&z);
-  return out;
-}
-
-inline std::string ZstdFrame(const std::string& in) {
-  std::string out(ZSTD_compressBound(in.size()), '\0');
-  out.resize(ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 3));
-  return out;
-}
+using ::accel::testing::Gunzip;
+// One zstd frame holding `in`.
+inline constexpr auto& ZstdFrame = ::accel::testing::Zstd;
 
 inline void PutLe32(std::string& s, uint32_t v) {
   for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));

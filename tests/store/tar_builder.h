@@ -1,17 +1,16 @@
 #pragma once
 
 // Builds tar layers in memory for tests (libarchive's writer, PAX format),
-// and compresses them with gzip or zstd.
+// and compresses them with gzip or zstd (tests/testing/compress.h).
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <zlib.h>
-#include <zstd.h>
 
 #include <map>
 #include <string>
 
 #include "common/sha256.h"
+#include "tests/testing/compress.h"
 
 namespace accel::testing {
 
@@ -109,25 +108,5 @@ class TarBuilder {
   struct archive* a_ = nullptr;
   std::string out_;
 };
-
-inline std::string Gzip(const std::string& in) {
-  z_stream z{};
-  deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&z, in.size()) + 64, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
-
-inline std::string Zstd(const std::string& in) {
-  std::string out(ZSTD_compressBound(in.size()), '\0');
-  out.resize(ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 3));
-  return out;
-}
 
 }  // namespace accel::testing
