@@ -22,7 +22,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -30,11 +29,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/read_fn.h"
 
 namespace accel {
-
-// Fills up to `len` bytes of `buf`, returns how many; 0 at the end.
-using ReadFn = std::function<absl::StatusOr<size_t>(char* buf, size_t len)>;
 
 enum class Codec { kNone, kGzip, kZstd };
 

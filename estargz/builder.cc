@@ -1,6 +1,6 @@
 // Build: tar in, eStargz out.
 //
-//   input --> libarchive reader --(entries)--> Emitter --> libarchive pax writer
+//   input --> tar reader --(entries)--> Emitter --> libarchive pax writer
 //                                                 |            | tar bytes
 //                                                 v            v
 //                                              TOC JSON    BlobOut: gzip members --> sink
@@ -21,12 +21,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <clocale>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -38,8 +36,10 @@
 #include "absl/time/time.h"
 #include "common/errno_status.h"
 #include "common/layer_path.h"
+#include "common/read_fn.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/tar_reader.h"
 #include "common/unique_fd.h"
 #include "estargz/codec.h"
 #include "estargz/footer.h"
@@ -52,7 +52,7 @@ constexpr size_t kIoBlock = 1 << 20;
 constexpr uint64_t kMaxChunkSize = 1ull << 30;
 constexpr char kLandmarkByte = 0x0f;
 
-using DataFn = std::function<absl::StatusOr<size_t>(char*, size_t)>;
+using DataFn = ReadFn;
 
 bool IsFormatName(absl::string_view path) {
   return path == kTocName || path == kPrefetchLandmark || path == kNoPrefetchLandmark;
@@ -286,93 +286,66 @@ class Emitter {
   Emitter(BlobOut& out, TarOut& tar, TocJson& toc, uint64_t chunk_size)
       : out_(out), tar_(tar), toc_(toc), chunk_size_(chunk_size), buf_(kIoBlock) {}
 
-  // `path` is the cleaned name; `data` yields a regular file's bytes.
-  absl::Status Emit(struct archive_entry* ae, const std::string& path, const DataFn& data) {
+  // Writes `e` (as the tar reader checked it) with the tar header `ae` (the
+  // input's own, so names, ids and pax records carry over); `data` yields a
+  // regular file's bytes.
+  absl::Status Emit(const LayerEntry& e, struct archive_entry* ae, const DataFn& data) {
+    const std::string& path = e.path;
     const std::string quoted = absl::StrCat("tar entry \"", path.substr(0, 200), "\"");
     TocJson::Object obj;
     obj.Str("name", path.empty() ? "./" : path);
-    bool regular = false;
-    if (const char* hl = archive_entry_hardlink(ae); hl != nullptr) {
-      ACCEL_ASSIGN_OR_RETURN(std::string target,
-                             CleanLayerPath(hl, absl::StrCat("hard link target of ", quoted)));
-      obj.Str("type", "hardlink").Str("linkName", target);
-      archive_entry_set_size(ae, 0);
-    } else {
-      switch (archive_entry_filetype(ae)) {
-        case AE_IFREG:
-          obj.Str("type", "reg");
-          regular = true;
-          break;
-        case AE_IFDIR:
-          obj.Str("type", "dir");
-          break;
-        case AE_IFLNK: {
-          const char* target = archive_entry_symlink(ae);
-          obj.Str("type", "symlink").Str("linkName", target ? target : "");
-          break;
-        }
-        case AE_IFCHR:
-        case AE_IFBLK:
-          obj.Str("type", archive_entry_filetype(ae) == AE_IFCHR ? "char" : "block");
-          break;
-        case AE_IFIFO:
-          obj.Str("type", "fifo");
-          break;
-        default:
-          return absl::InvalidArgumentError(
-              absl::StrCat(quoted, " has an unsupported type (", archive_entry_filetype(ae), ")"));
-      }
-      if (!regular) archive_entry_set_size(ae, 0);
+    const bool regular = e.type == EntryType::kRegular;
+    switch (e.type) {
+      case EntryType::kRegular:
+        obj.Str("type", "reg");
+        break;
+      case EntryType::kHardlink:
+        obj.Str("type", "hardlink").Str("linkName", e.link_target);
+        break;
+      case EntryType::kDirectory:
+        obj.Str("type", "dir");
+        break;
+      case EntryType::kSymlink:
+        obj.Str("type", "symlink").Str("linkName", e.link_target);
+        break;
+      case EntryType::kCharDevice:
+        obj.Str("type", "char");
+        break;
+      case EntryType::kBlockDevice:
+        obj.Str("type", "block");
+        break;
+      case EntryType::kFifo:
+        obj.Str("type", "fifo");
+        break;
     }
-    const int64_t declared = archive_entry_size(ae);
-    if (declared < 0 || static_cast<uint64_t>(declared) > kMaxFileSize) {
+    if (!regular) archive_entry_set_size(ae, 0);
+    if (e.size > kMaxFileSize) {
       return absl::InvalidArgumentError(absl::StrCat(quoted, " has an unsupported size"));
     }
-    const uint64_t size = static_cast<uint64_t>(declared);
+    const uint64_t size = e.size;
     if (regular && size > 0) obj.Int("size", static_cast<int64_t>(size));
-    if (archive_entry_mtime_is_set(ae)) {
-      const int64_t sec = archive_entry_mtime(ae);
-      long nsec = archive_entry_mtime_nsec(ae);
-      if (nsec < 0 || nsec >= 1'000'000'000) nsec = 0;
-      if (sec != 0 || nsec != 0) obj.Str("modtime", FormatModtime(sec, nsec));
+    if (e.mtime_sec != 0 || e.mtime_nsec != 0) {
+      obj.Str("modtime", FormatModtime(e.mtime_sec, e.mtime_nsec));
     }
-    const uint32_t mode = archive_entry_perm(ae) & 07777;
-    if (mode != 0) obj.Int("mode", mode);
-    const int64_t uid = archive_entry_uid(ae);
-    const int64_t gid = archive_entry_gid(ae);
-    if (uid < 0 || uid > 0xffffffffLL || gid < 0 || gid > 0xffffffffLL) {
-      return absl::InvalidArgumentError(absl::StrCat(quoted, " has an out-of-range uid or gid"));
-    }
-    if (uid != 0) obj.Int("uid", uid);
-    if (gid != 0) obj.Int("gid", gid);
+    if (e.mode != 0) obj.Int("mode", e.mode);
+    if (e.uid != 0) obj.Int("uid", e.uid);
+    if (e.gid != 0) obj.Int("gid", e.gid);
     // Names only when they change for an id, as the reference writer does.
     if (const char* u = archive_entry_uname(ae); u != nullptr && *u != '\0') {
-      std::string& last = unames_[uid];
+      std::string& last = unames_[e.uid];
       if (last != u) obj.Str("userName", u);
       last = u;
     }
     if (const char* g = archive_entry_gname(ae); g != nullptr && *g != '\0') {
-      std::string& last = gnames_[gid];
+      std::string& last = gnames_[e.gid];
       if (last != g) obj.Str("groupName", g);
       last = g;
     }
-    const unsigned ftype = archive_entry_filetype(ae);
-    if (archive_entry_hardlink(ae) == nullptr && (ftype == AE_IFCHR || ftype == AE_IFBLK)) {
-      const int64_t major = archive_entry_rdevmajor(ae);
-      const int64_t minor = archive_entry_rdevminor(ae);
-      if (major != 0) obj.Int("devMajor", major);
-      if (minor != 0) obj.Int("devMinor", minor);
+    if (e.type == EntryType::kCharDevice || e.type == EntryType::kBlockDevice) {
+      if (e.dev_major != 0) obj.Int("devMajor", e.dev_major);
+      if (e.dev_minor != 0) obj.Int("devMinor", e.dev_minor);
     }
-    std::map<std::string, std::string> xattrs;
-    archive_entry_xattr_reset(ae);
-    const char* xname = nullptr;
-    const void* xvalue = nullptr;
-    size_t xsize = 0;
-    while (archive_entry_xattr_next(ae, &xname, &xvalue, &xsize) == ARCHIVE_OK) {
-      if (xname == nullptr) continue;
-      xattrs[xname] = std::string(static_cast<const char*>(xvalue), xsize);
-    }
-    obj.Xattrs(xattrs);
+    obj.Xattrs(e.xattrs);
     // Holes were read as zeros; the copy is written dense.
     archive_entry_sparse_clear(ae);
 
@@ -431,8 +404,13 @@ class Emitter {
     archive_entry_set_filetype(ae.get(), AE_IFREG);
     archive_entry_set_perm(ae.get(), 0644);
     archive_entry_set_size(ae.get(), 1);
+    LayerEntry e;
+    e.path = name;
+    e.type = EntryType::kRegular;
+    e.mode = 0644;
+    e.size = 1;
     bool sent = false;
-    return Emit(ae.get(), name, [&sent](char* buf, size_t len) -> absl::StatusOr<size_t> {
+    return Emit(e, ae.get(), [&sent](char* buf, size_t len) -> absl::StatusOr<size_t> {
       if (sent || len == 0) return size_t{0};
       buf[0] = kLandmarkByte;
       sent = true;
@@ -450,130 +428,6 @@ class Emitter {
   absl::flat_hash_map<int64_t, std::string> gnames_;
 };
 
-// ---------------------------------------------------------------------------
-// Input: libarchive's tar reader over a pull callback.
-class TarIn {
- public:
-  using Pull = std::function<absl::StatusOr<size_t>(char*, size_t)>;
-  // `block`: bytes asked of `pull` at a time.
-  explicit TarIn(Pull pull, size_t block = kIoBlock) : pull_(std::move(pull)), buf_(block) {}
-  ~TarIn() {
-    if (a_ != nullptr) archive_read_free(a_);
-  }
-  TarIn(const TarIn&) = delete;
-  TarIn& operator=(const TarIn&) = delete;
-
-  absl::Status Open() {
-    a_ = archive_read_new();
-    if (a_ == nullptr) return absl::InternalError("archive_read_new failed");
-    archive_read_support_format_tar(a_);
-    if (archive_read_open(a_, this, nullptr, &TarIn::OnRead, nullptr) != ARCHIVE_OK) {
-      return Error("input is not a tar stream");
-    }
-    return absl::OkStatus();
-  }
-
-  // The next entry, or nullptr at the end. Valid until the next call.
-  absl::StatusOr<struct archive_entry*> Next() {
-    struct archive_entry* ae = nullptr;
-    int rc = archive_read_next_header(a_, &ae);
-    if (rc == ARCHIVE_EOF) return nullptr;
-    if (rc < ARCHIVE_WARN)
-      return Error(absl::StrCat("input tar is invalid after ", entries_, " entries"));
-    ++entries_;
-    return ae;
-  }
-
-  // Position of the last header read (its first extended header, if any).
-  int64_t header_position() { return archive_read_header_position(a_); }
-
-  // Sequential reader of the current entry's `size` bytes; holes read as zeros.
-  DataFn Data(uint64_t size) {
-    block_ = nullptr;
-    block_len_ = 0;
-    block_used_ = 0;
-    block_off_ = 0;
-    pos_ = 0;
-    size_ = size;
-    eof_ = false;
-    return [this](char* out, size_t n) { return ReadData(out, n); };
-  }
-
- private:
-  static la_ssize_t OnRead(struct archive* a, void* opaque, const void** out) {
-    auto* self = static_cast<TarIn*>(opaque);
-    absl::StatusOr<size_t> n = self->pull_(self->buf_.data(), self->buf_.size());
-    if (!n.ok()) {
-      self->error_ = n.status();
-      archive_set_error(a, EIO, "%s", std::string(n.status().message()).c_str());
-      return -1;
-    }
-    *out = self->buf_.data();
-    return static_cast<la_ssize_t>(*n);
-  }
-
-  absl::StatusOr<size_t> ReadData(char* out, size_t n) {
-    for (;;) {
-      if (pos_ >= size_ || n == 0) return size_t{0};
-      if (!eof_ && block_used_ == block_len_) {
-        const void* b = nullptr;
-        size_t len = 0;
-        la_int64_t off = 0;
-        int rc = archive_read_data_block(a_, &b, &len, &off);
-        if (rc == ARCHIVE_EOF) {
-          eof_ = true;
-        } else if (rc < ARCHIVE_WARN) {
-          return Error("input tar data is invalid");
-        } else {
-          if (off < 0 || static_cast<uint64_t>(off) < pos_ || static_cast<uint64_t>(off) > size_ ||
-              len > size_ - static_cast<uint64_t>(off)) {
-            return absl::DataLossError("input tar: data block outside its file");
-          }
-          block_ = static_cast<const char*>(b);
-          block_len_ = len;
-          block_used_ = 0;
-          block_off_ = static_cast<uint64_t>(off);
-          if (len == 0) continue;
-        }
-      }
-      // A hole before the next block (or up to the end): zeros.
-      const uint64_t data_at = eof_ ? size_ : block_off_;
-      if (pos_ < data_at) {
-        const size_t k = static_cast<size_t>(std::min<uint64_t>(n, data_at - pos_));
-        std::memset(out, 0, k);
-        pos_ += k;
-        return k;
-      }
-      const size_t k = std::min(n, block_len_ - block_used_);
-      std::memcpy(out, block_ + block_used_, k);
-      block_used_ += k;
-      block_off_ += k;
-      pos_ += k;
-      return k;
-    }
-  }
-
-  absl::Status Error(absl::string_view what) {
-    if (!error_.ok()) return error_;
-    const char* msg = archive_error_string(a_);
-    return absl::DataLossError(absl::StrCat(what, ": ", msg ? msg : "libarchive error"));
-  }
-
-  Pull pull_;
-  std::vector<char> buf_;
-  struct archive* a_ = nullptr;
-  absl::Status error_;
-  uint64_t entries_ = 0;
-  // The current entry's data.
-  const char* block_ = nullptr;
-  size_t block_len_ = 0;
-  size_t block_used_ = 0;
-  uint64_t block_off_ = 0;  // file offset of block_[block_used_]
-  uint64_t pos_ = 0;
-  uint64_t size_ = 0;
-  bool eof_ = false;
-};
-
 absl::Status WriteAll(int fd, const char* p, size_t n) {
   while (n > 0) {
     ssize_t w = ::write(fd, p, n);
@@ -585,8 +439,8 @@ absl::Status WriteAll(int fd, const char* p, size_t n) {
   return absl::OkStatus();
 }
 
-// A pull callback reading the spool file from `pos` on.
-TarIn::Pull SpoolReader(int fd, int64_t pos) {
+// Reads the spool file from `pos` on.
+ReadFn SpoolReader(int fd, int64_t pos) {
   auto at = std::make_shared<int64_t>(pos);
   return [fd, at](char* buf, size_t len) -> absl::StatusOr<size_t> {
     for (;;) {
@@ -673,19 +527,20 @@ absl::Status ValidateOptions(const BuildOptions& options) {
   return absl::OkStatus();
 }
 
-// Streams entries of `in` through the emitter, skipping format entries and
-// those `skip` says no to.
-absl::Status EmitAll(TarIn& in, Emitter& emitter,
+// The current member's data, as the Emitter pulls it.
+DataFn DataOf(TarReader& in) {
+  return [&in](char* buf, size_t len) { return in.ReadData(buf, len); };
+}
+
+// Streams the members of `in` through the emitter, skipping format entries
+// and those `skip` says no to.
+absl::Status EmitAll(TarReader& in, Emitter& emitter,
                      const std::function<bool(const std::string&)>& skip) {
   for (;;) {
-    ACCEL_ASSIGN_OR_RETURN(struct archive_entry * ae, in.Next());
-    if (ae == nullptr) return absl::OkStatus();
-    ACCEL_ASSIGN_OR_RETURN(std::string path,
-                           CleanLayerPath(archive_entry_pathname(ae), "tar entry"));
-    if (IsFormatName(path) || (skip && skip(path))) continue;
-    const int64_t size = archive_entry_size(ae);
-    ACCEL_RETURN_IF_ERROR(
-        emitter.Emit(ae, path, in.Data(size > 0 ? static_cast<uint64_t>(size) : 0)));
+    ACCEL_ASSIGN_OR_RETURN(const LayerEntry* e, in.Next());
+    if (e == nullptr) return absl::OkStatus();
+    if (IsFormatName(e->path) || (skip && skip(e->path))) continue;
+    ACCEL_RETURN_IF_ERROR(emitter.Emit(*e, in.raw_entry(), DataOf(in)));
   }
 }
 
@@ -694,10 +549,6 @@ absl::Status EmitAll(TarIn& in, Emitter& emitter,
 absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn& sink,
                                   const BuildOptions& options) {
   ACCEL_RETURN_IF_ERROR(ValidateOptions(options));
-  // libarchive converts PAX (UTF-8) names to the locale's charset: make that
-  // the identity, so names arrive byte for byte (as store/ does).
-  static std::once_flag locale_once;
-  std::call_once(locale_once, [] { std::setlocale(LC_CTYPE, "C.UTF-8"); });
 
   BuildResult result;
   BlobOut out(sink, options.gzip_level);
@@ -709,31 +560,30 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
 
   if (options.prioritized_paths.empty()) {
     ACCEL_RETURN_IF_ERROR(emitter.EmitLandmark(kNoPrefetchLandmark));
-    TarIn in(tar_input);
-    ACCEL_RETURN_IF_ERROR(in.Open());
-    ACCEL_RETURN_IF_ERROR(EmitAll(in, emitter, nullptr));
+    ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<TarReader> in, TarReader::Open(tar_input, kIoBlock));
+    ACCEL_RETURN_IF_ERROR(EmitAll(*in, emitter, nullptr));
   } else {
     // Pass 1: copy the input to the spool while noting where each entry is.
     ACCEL_ASSIGN_OR_RETURN(UniqueFd spool, CreateSpool(options.tmp_dir));
     const int fd = spool.get();
     std::vector<Indexed> all;
     {
-      TarIn in([&](char* buf, size_t len) -> absl::StatusOr<size_t> {
-        ACCEL_ASSIGN_OR_RETURN(size_t n, tar_input(buf, len));
-        ACCEL_RETURN_IF_ERROR(WriteAll(fd, buf, n));
-        return n;
-      });
-      ACCEL_RETURN_IF_ERROR(in.Open());
+      ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<TarReader> in,
+                             TarReader::Open(
+                                 [&](char* buf, size_t len) -> absl::StatusOr<size_t> {
+                                   ACCEL_ASSIGN_OR_RETURN(size_t n, tar_input(buf, len));
+                                   ACCEL_RETURN_IF_ERROR(WriteAll(fd, buf, n));
+                                   return n;
+                                 },
+                                 kIoBlock));
       for (;;) {
-        ACCEL_ASSIGN_OR_RETURN(struct archive_entry * ae, in.Next());
-        if (ae == nullptr) break;
+        ACCEL_ASSIGN_OR_RETURN(const LayerEntry* next, in->Next());
+        if (next == nullptr) break;
+        if (IsFormatName(next->path)) continue;
         Indexed e;
-        ACCEL_ASSIGN_OR_RETURN(e.path, CleanLayerPath(archive_entry_pathname(ae), "tar entry"));
-        if (IsFormatName(e.path)) continue;
-        e.header_pos = in.header_position();
-        if (const char* hl = archive_entry_hardlink(ae); hl != nullptr) {
-          ACCEL_ASSIGN_OR_RETURN(e.hardlink_target, CleanLayerPath(hl, "hard link target"));
-        }
+        e.path = next->path;
+        e.header_pos = in->header_position();
+        if (next->type == EntryType::kHardlink) e.hardlink_target = next->link_target;
         all.push_back(std::move(e));
       }
     }
@@ -754,22 +604,20 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
     // Pass 2: the prioritized entries, each read back from its position.
     for (size_t index : prioritizer.order()) {
       // Small reads: most prioritized entries are small files.
-      TarIn one(SpoolReader(fd, all[index].header_pos), 64 << 10);
-      ACCEL_RETURN_IF_ERROR(one.Open());
-      ACCEL_ASSIGN_OR_RETURN(struct archive_entry * ae, one.Next());
-      if (ae == nullptr) return absl::InternalError("spooled tar entry vanished");
-      const int64_t size = archive_entry_size(ae);
-      ACCEL_RETURN_IF_ERROR(
-          emitter.Emit(ae, all[index].path, one.Data(size > 0 ? static_cast<uint64_t>(size) : 0)));
+      ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<TarReader> one,
+                             TarReader::Open(SpoolReader(fd, all[index].header_pos), 64 << 10));
+      ACCEL_ASSIGN_OR_RETURN(const LayerEntry* e, one->Next());
+      if (e == nullptr) return absl::InternalError("spooled tar entry vanished");
+      ACCEL_RETURN_IF_ERROR(emitter.Emit(*e, one->raw_entry(), DataOf(*one)));
     }
     ACCEL_RETURN_IF_ERROR(emitter.EmitLandmark(prioritizer.order().empty() ? kNoPrefetchLandmark
                                                                            : kPrefetchLandmark));
     // Pass 3: everything else, in input order. Every occurrence of a moved
     // path goes, or an earlier one would override the moved one.
-    TarIn rest(SpoolReader(fd, 0));
-    ACCEL_RETURN_IF_ERROR(rest.Open());
+    ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<TarReader> rest,
+                           TarReader::Open(SpoolReader(fd, 0), kIoBlock));
     ACCEL_RETURN_IF_ERROR(EmitAll(
-        rest, emitter, [&](const std::string& path) { return prioritizer.moved_path(path); }));
+        *rest, emitter, [&](const std::string& path) { return prioritizer.moved_path(path); }));
   }
 
   // The TOC: its own member, a tar with one entry, then the end marker.

@@ -32,6 +32,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/read_fn.h"
 
 namespace accel::estargz {
 
@@ -60,7 +61,7 @@ struct BuildResult {
 };
 
 // Reads up to `len` bytes of the input tar into `buf`; 0 at its end.
-using TarInputFn = std::function<absl::StatusOr<size_t>(char* buf, size_t len)>;
+using TarInputFn = ReadFn;
 // Receives the blob's bytes, in order.
 using BlobSinkFn = std::function<absl::Status(absl::string_view bytes)>;
 

@@ -1,10 +1,6 @@
 #include "estargz/toc.h"
 
-#include <archive.h>
-#include <archive_entry.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -19,6 +15,7 @@
 #include "common/layer_path.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/tar_reader.h"
 #include "estargz/codec.h"
 #include "estargz/toc_internal.h"
 
@@ -687,72 +684,35 @@ class TocSax final : public nlohmann::json_sax<nlohmann::json> {
   absl::Status status_;
 };
 
-struct ArchiveFeed {
-  internal::GzipMemberReader* reader = nullptr;
-  std::vector<char> buf = std::vector<char>(64 << 10);
-  absl::Status error;
-};
-
-la_ssize_t FeedRead(struct archive* a, void* opaque, const void** out) {
-  auto* feed = static_cast<ArchiveFeed*>(opaque);
-  absl::StatusOr<size_t> n = feed->reader->Read(feed->buf.data(), feed->buf.size());
-  if (!n.ok()) {
-    feed->error = n.status();
-    archive_set_error(a, EIO, "%s", std::string(n.status().message()).c_str());
-    return -1;
-  }
-  *out = feed->buf.data();
-  return static_cast<la_ssize_t>(*n);
-}
-
 // Takes the TOC JSON out of the gzip member at the start of `region`: a tar
 // whose first entry is kTocName.
 absl::StatusOr<std::string> ExtractGzipToc(absl::string_view region) {
   // Room for the tar headers, padding and end marker around the JSON.
   internal::GzipMemberReader reader(region, kMaxTocSize + (1 << 20));
-  ArchiveFeed feed;
-  feed.reader = &reader;
-  struct archive* a = archive_read_new();
-  if (a == nullptr) return absl::InternalError("archive_read_new failed");
-  std::unique_ptr<struct archive, int (*)(struct archive*)> guard(a, archive_read_free);
-  archive_read_support_format_tar(a);
-  const auto fail = [&](const char* what) -> absl::Status {
-    if (!feed.error.ok()) return Annotate(feed.error, "TOC");
-    return absl::DataLossError(
-        absl::StrCat("TOC ", what, ": ", archive_error_string(a) ? archive_error_string(a) : "?"));
-  };
-  if (archive_read_open(a, &feed, nullptr, FeedRead, nullptr) != ARCHIVE_OK) {
-    return fail("is not a tar in a gzip member");
+  absl::StatusOr<std::unique_ptr<TarReader>> tar =
+      TarReader::Open([&reader](char* buf, size_t len) { return reader.Read(buf, len); }, 64 << 10);
+  if (!tar.ok()) return Annotate(tar.status(), "TOC is not a tar in a gzip member");
+  absl::StatusOr<const LayerEntry*> e = (*tar)->Next();
+  if (!e.ok()) return Annotate(e.status(), "TOC");
+  if (*e == nullptr) return absl::DataLossError("TOC tar is empty");
+  if ((*e)->path != kTocName) {
+    return absl::InvalidArgumentError(absl::StrCat("TOC tar entry is named \"",
+                                                   absl::string_view((*e)->path).substr(0, 100),
+                                                   "\", not \"", kTocName, "\""));
   }
-  struct archive_entry* ae = nullptr;
-  int rc = archive_read_next_header(a, &ae);
-  if (rc == ARCHIVE_EOF) return absl::DataLossError("TOC tar is empty");
-  if (rc < ARCHIVE_WARN) return fail("tar header is invalid");
-  const char* name = archive_entry_pathname(ae);
-  if (name == nullptr || absl::string_view(name) != kTocName) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "TOC tar entry is named \"", absl::string_view(name ? name : "").substr(0, 100),
-        "\", not \"", kTocName, "\""));
-  }
-  if (archive_entry_filetype(ae) != AE_IFREG) {
+  if ((*e)->type != EntryType::kRegular) {
     return absl::InvalidArgumentError("TOC tar entry is not a regular file");
   }
-  const int64_t size = archive_entry_size(ae);
-  if (size < 0 || static_cast<uint64_t>(size) > kMaxTocSize) {
+  if ((*e)->size > kMaxTocSize) {
     return absl::InvalidArgumentError(
-        absl::StrCat("TOC is ", size, " bytes, more than the limit of ", kMaxTocSize));
+        absl::StrCat("TOC is ", (*e)->size, " bytes, more than the limit of ", kMaxTocSize));
   }
-  std::string json(static_cast<size_t>(size), '\0');
-  size_t got = 0;
-  while (got < json.size()) {
-    la_ssize_t n = archive_read_data(a, json.data() + got, json.size() - got);
-    if (n < 0) return fail("data is invalid");
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  if (got != json.size()) {
-    return absl::DataLossError(
-        absl::StrCat("TOC is truncated: ", got, " of ", json.size(), " bytes"));
+  std::string json;
+  for (;;) {
+    absl::StatusOr<absl::string_view> block = (*tar)->NextDataBlock();
+    if (!block.ok()) return Annotate(block.status(), "TOC");
+    if (block->empty()) break;
+    json.append(block->data(), block->size());
   }
   return json;
 }

@@ -29,6 +29,7 @@
 #include "absl/strings/string_view.h"
 #include "common/digest.h"
 #include "common/layer_entry.h"
+#include "common/read_fn.h"
 #include "common/unique_fd.h"
 #include "store/index_format.h"
 
@@ -60,9 +61,6 @@ struct OpenLayer {
   UniqueFd data;
 };
 
-// Reads the layer's compressed (or plain) tar stream: fills up to `len`
-// bytes, returns how many, 0 at the end.
-using ReadFn = std::function<absl::StatusOr<size_t>(char* buf, size_t len)>;
 // Uncompressed bytes processed so far.
 using WriteProgressFn = std::function<void(uint64_t)>;
 
@@ -103,8 +101,8 @@ class Store {
   // Loads the layer's index (validated) and opens its data file.
   absl::StatusOr<OpenLayer> Open(absl::string_view diff_id) const;
 
-  // Streams a tar layer (gzip, zstd or uncompressed, detected from its
-  // first bytes) into the store under `diff_id`, which the uncompressed
+  // Streams a tar layer (`input` yields it gzip, zstd or uncompressed,
+  // detected from its first bytes) into the store under `diff_id`, which the uncompressed
   // stream must hash to. Nothing becomes visible unless every check passes
   // (path escapes, hard links outside the layer, truncated or corrupt
   // streams, a digest mismatch all fail with InvalidArgument/DataLoss).
