@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/errno_status.h"
+#include "common/mountinfo.h"
 #include "common/unique_fd.h"
 
 namespace accel {
@@ -211,11 +212,10 @@ bool IsMountPoint(const std::string& path) {
   if (::lstat(parent.c_str(), &pst) != 0) return false;
   if (st.st_dev != pst.st_dev) return true;
   // Bind mounts of the same filesystem keep the device: check mountinfo.
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::vector<std::string> f = absl::StrSplit(line, ' ');
-    if (f.size() > 4 && f[4] == path) return true;
+  absl::StatusOr<std::vector<MountInfoEntry>> mounts = ReadMountInfo();
+  if (!mounts.ok()) return false;
+  for (const MountInfoEntry& m : *mounts) {
+    if (m.mountpoint == path) return true;
   }
   return false;
 }
