@@ -23,8 +23,10 @@
 #include "accelctl/store_flags.h"
 #include "accelctl/transfer.h"
 #include "common/labels.h"
+#include "common/progress.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/worker_pool.h"
 #include "registry/client.h"
 #include "registry/manifest.h"
 #include "registry/reference.h"
@@ -59,53 +61,6 @@ pulls and runs it like SOURCE. Shows progress on stdout.
 
 )";
 
-// Live progress: layers done and bytes unpacked.
-class ConvertProgress {
- public:
-  ConvertProgress(bool tty, int layers) : tty_(tty), layers_(layers), start_(absl::Now()) {}
-  void Unpacked(int64_t delta) {
-    absl::MutexLock lock(&mu_);
-    bytes_ += delta;
-    Draw(false);
-  }
-  void LayerDone(const std::string& diff_id, const std::string& how) {
-    absl::MutexLock lock(&mu_);
-    ++done_;
-    if (tty_) std::fprintf(stdout, "\r\033[K");
-    std::fprintf(stdout, "layer %s %s\n", diff_id.c_str(), how.c_str());
-    Draw(true);
-  }
-  void Line(const std::string& text) {
-    absl::MutexLock lock(&mu_);
-    if (tty_) std::fprintf(stdout, "\r\033[K");
-    std::fprintf(stdout, "%s\n", text.c_str());
-    std::fflush(stdout);
-  }
-  int64_t bytes() {
-    absl::MutexLock lock(&mu_);
-    return bytes_;
-  }
-
- private:
-  void Draw(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!tty_) return;
-    absl::Time now = absl::Now();
-    if (!force && now - last_draw_ < absl::Milliseconds(100)) return;
-    last_draw_ = now;
-    double secs = std::max(1e-3, absl::ToDoubleSeconds(now - start_));
-    std::fprintf(stdout, "\r\033[Klayers %d/%d, %.1f MiB unpacked, %.1f MB/s", done_, layers_,
-                 static_cast<double>(bytes_) / (1 << 20), static_cast<double>(bytes_) / 1e6 / secs);
-    std::fflush(stdout);
-  }
-  const bool tty_;
-  const int layers_;
-  const absl::Time start_;
-  absl::Mutex mu_;
-  int done_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time last_draw_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-};
-
 // The diff ids from the image config, one per layer.
 absl::StatusOr<std::vector<std::string>> DiffIds(Client& client, const Reference& src,
                                                  const registry::Manifest& manifest) {
@@ -122,8 +77,7 @@ absl::StatusOr<std::vector<std::string>> DiffIds(Client& client, const Reference
 // Streams layer `desc` from the registry into the store.
 absl::StatusOr<store::WriteResult> ConvertLayer(Client& client, const store::Store& store,
                                                 const Reference& src, const Descriptor& desc,
-                                                const std::string& diff_id,
-                                                ConvertProgress& progress) {
+                                                const std::string& diff_id, Progress& progress) {
   if (store.HasLayer(diff_id)) {
     store::WriteResult r;
     r.existed = true;
@@ -135,7 +89,7 @@ absl::StatusOr<store::WriteResult> ConvertLayer(Client& client, const store::Sto
   absl::StatusOr<store::WriteResult> result = store.WriteLayer(
       diff_id, [&](char* buf, size_t len) { return pipe.Read(buf, len); },
       [&](uint64_t total) {
-        progress.Unpacked(static_cast<int64_t>(total - last));
+        progress.Bytes(static_cast<int64_t>(total - last));
         last = total;
       });
   pipe.ReaderGone();
@@ -163,7 +117,8 @@ absl::Status Convert(Client& client, const store::Store& store, const Reference&
     }
   }
   ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids, DiffIds(client, src, manifest));
-  ConvertProgress progress(tty, static_cast<int>(manifest.layers.size()));
+  Progress progress({.tty = tty, .unit = "layers", .bytes_verb = "unpacked", .show_rate = true});
+  progress.SetTotal(static_cast<int>(manifest.layers.size()));
   progress.Line(absl::StrCat("converting ", src.String(), " (", platform.String(), ", ",
                              manifest.layers.size(), " layers) into store ", store.dir()));
 
@@ -173,49 +128,27 @@ absl::Status Convert(Client& client, const store::Store& store, const Reference&
   for (size_t i = 0; i < diff_ids.size(); ++i) {
     if (seen.insert(diff_ids[i]).second) todo.push_back(i);
   }
-  std::atomic<size_t> next{0};
   absl::Mutex mu;
-  absl::Status first_error;
-  auto worker = [&] {
-    for (;;) {
-      size_t k = next.fetch_add(1);
-      if (k >= todo.size()) return;
-      {
-        absl::MutexLock lock(&mu);
-        if (!first_error.ok()) return;
-      }
-      size_t i = todo[k];
-      absl::Time start = absl::Now();
-      absl::StatusOr<store::WriteResult> r =
-          ConvertLayer(client, store, src, manifest.layers[i], diff_ids[i], progress);
-      if (!r.ok()) {
-        absl::MutexLock lock(&mu);
-        if (first_error.ok()) {
-          first_error = Annotate(r.status(), "layer ", i + 1, " (", manifest.layers[i].digest, ")");
-        }
-        return;
-      }
-      if (r->existed) {
-        progress.LayerDone(diff_ids[i], "already in the store");
-      } else {
-        double secs = std::max(1e-3, absl::ToDoubleSeconds(absl::Now() - start));
-        progress.LayerDone(
-            diff_ids[i],
-            absl::StrFormat("stored: %d entries, %.1f MiB in %.1fs (%.1f MB/s)", r->info.entries,
-                            r->info.data_bytes / 1048576.0, secs, r->info.data_bytes / 1e6 / secs));
-        absl::MutexLock lock(&mu);
-        out.new_layers++;
-        out.layer_bytes += r->info.data_bytes;
-      }
+  ACCEL_RETURN_IF_ERROR(ParallelFor(todo.size(), jobs, [&](size_t k) -> absl::Status {
+    const size_t i = todo[k];
+    const absl::Time start = absl::Now();
+    absl::StatusOr<store::WriteResult> r =
+        ConvertLayer(client, store, src, manifest.layers[i], diff_ids[i], progress);
+    if (!r.ok()) return Annotate(r.status(), "layer ", i + 1, " (", manifest.layers[i].digest, ")");
+    if (r->existed) {
+      progress.StepLine(absl::StrCat("layer ", diff_ids[i], " already in the store"));
+      return absl::OkStatus();
     }
-  };
-  {
-    std::vector<std::thread> threads;
-    int n = std::max(1, std::min<int>(jobs, static_cast<int>(todo.size())));
-    for (int t = 0; t < n; ++t) threads.emplace_back(worker);
-    for (std::thread& t : threads) t.join();
-  }
-  ACCEL_RETURN_IF_ERROR(first_error);
+    const double secs = std::max(1e-3, absl::ToDoubleSeconds(absl::Now() - start));
+    progress.StepLine(absl::StrCat(
+        "layer ", diff_ids[i], " ",
+        absl::StrFormat("stored: %d entries, %.1f MiB in %.1fs (%.1f MB/s)", r->info.entries,
+                        r->info.data_bytes / 1048576.0, secs, r->info.data_bytes / 1e6 / secs)));
+    absl::MutexLock lock(&mu);
+    out.new_layers++;
+    out.layer_bytes += r->info.data_bytes;
+    return absl::OkStatus();
+  }));
 
   // The target manifest: the source's, byte-compatible apart from the
   // layer annotations (unknown fields are kept).

@@ -3,20 +3,18 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <set>
-#include <thread>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "accelctl/commands.h"
 #include "accelctl/registry_flags.h"
 #include "accelctl/transfer.h"
 #include "common/status_macros.h"
+#include "common/worker_pool.h"
 #include "common/unique_fd.h"
 #include "registry/blob_reader.h"
 #include "registry/client.h"
@@ -50,30 +48,8 @@ otherwise. Errors go to stderr as one line.
 absl::Status CopyBlobs(Client& client, const Reference& src, const Reference& dst,
                        const std::vector<Descriptor>& blobs, int jobs, Progress& progress) {
   progress.SetTotal(static_cast<int>(blobs.size()));
-  std::atomic<size_t> next{0};
-  absl::Mutex mu;
-  absl::Status first_error;
-  auto worker = [&] {
-    for (;;) {
-      size_t i = next.fetch_add(1);
-      if (i >= blobs.size()) return;
-      {
-        absl::MutexLock lock(&mu);
-        if (!first_error.ok()) return;
-      }
-      absl::Status s = CopyBlob(client, src, dst, blobs[i], progress);
-      if (!s.ok()) {
-        absl::MutexLock lock(&mu);
-        if (first_error.ok()) first_error = s;
-        return;
-      }
-    }
-  };
-  std::vector<std::thread> threads;
-  int n = std::max(1, std::min<int>(jobs, static_cast<int>(blobs.size())));
-  for (int i = 0; i < n; ++i) threads.emplace_back(worker);
-  for (std::thread& t : threads) t.join();
-  return first_error;
+  return ParallelFor(blobs.size(), jobs,
+                     [&](size_t i) { return CopyBlob(client, src, dst, blobs[i], progress); });
 }
 
 absl::Status Copy(Client& client, const Reference& src, const Reference& dst,

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -21,10 +20,13 @@
 #include "accelctl/registry_flags.h"
 #include "accelctl/transfer.h"
 #include "common/decompress.h"
+#include "common/fs_util.h"
 #include "common/labels.h"
+#include "common/progress.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
+#include "common/worker_pool.h"
 #include "estargz/builder.h"
 #include "estargz/toc.h"
 #include "registry/blob_reader.h"
@@ -67,11 +69,9 @@ struct ConvertedLayer {
 absl::StatusOr<ConvertedLayer> ConvertLayer(Client& client, const Reference& src,
                                             const Descriptor& desc, const std::string& want_diff_id,
                                             const estargz::BuildOptions& options) {
-  const char* tmpdir = std::getenv("TMPDIR");
+  ACCEL_ASSIGN_OR_RETURN(TempFile staged, CreateTempFile("accelctl-estargz"));
   ConvertedLayer out;
-  out.path = absl::StrCat(tmpdir && *tmpdir ? tmpdir : "/tmp", "/accelctl-estargz-XXXXXX");
-  UniqueFd fd(::mkstemp(out.path.data()));
-  if (!fd.valid()) return absl::InternalError(absl::StrCat("create temporary file ", out.path));
+  out.path = staged.path;
   bool keep = false;
   auto remove = absl::MakeCleanup([&] {
     if (!keep) ::unlink(out.path.c_str());
@@ -87,15 +87,8 @@ absl::StatusOr<ConvertedLayer> ConvertLayer(Client& client, const Reference& src
     source_hash.Update(buf, n);
     return n;
   };
-  estargz::BlobSinkFn sink = [&](absl::string_view bytes) -> absl::Status {
-    size_t off = 0;
-    while (off < bytes.size()) {
-      ssize_t w = ::write(fd.get(), bytes.data() + off, bytes.size() - off);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return absl::ResourceExhaustedError(absl::StrCat("write ", out.path));
-      off += static_cast<size_t>(w);
-    }
-    return absl::OkStatus();
+  estargz::BlobSinkFn sink = [&](absl::string_view bytes) {
+    return WriteAll(staged.fd.get(), bytes, out.path);
   };
   absl::StatusOr<estargz::BuildResult> built = estargz::Build(tar, sink, options);
   // The builder may stop before the end (the tar end marker): the rest of
@@ -132,18 +125,10 @@ absl::Status ConvertImage(Client& client, const Reference& src, const Reference&
   ACCEL_ASSIGN_OR_RETURN(Client::ResolvedImage image, client.ResolveImage(src, platform));
   const registry::Manifest& manifest = image.parsed;
   ACCEL_ASSIGN_OR_RETURN(std::string config_bytes, client.FetchBlobBytes(src, manifest.config));
+  ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids,
+                         registry::ConfigDiffIds(config_bytes, manifest));
+  // The config is rewritten with the new diff ids; ConfigDiffIds checked its shape.
   nlohmann::json config = nlohmann::json::parse(config_bytes, nullptr, false);
-  if (config.is_discarded() || !config.is_object() || !config.contains("rootfs") ||
-      !config["rootfs"].is_object() || !config["rootfs"].contains("diff_ids") ||
-      !config["rootfs"]["diff_ids"].is_array() ||
-      config["rootfs"]["diff_ids"].size() != manifest.layers.size()) {
-    return absl::InvalidArgumentError("image config has no rootfs.diff_ids matching its layers");
-  }
-  std::vector<std::string> diff_ids;
-  for (const auto& d : config["rootfs"]["diff_ids"]) {
-    if (!d.is_string()) return absl::InvalidArgumentError("rootfs.diff_ids holds a non-string");
-    diff_ids.push_back(d.get<std::string>());
-  }
   if (manifest.layers.empty()) return absl::InvalidArgumentError("image has no layers to convert");
   std::printf("converting %s (%zu layers) to eStargz\n", src.String().c_str(),
               manifest.layers.size());
@@ -156,36 +141,20 @@ absl::Status ConvertImage(Client& client, const Reference& src, const Reference&
       if (r.ok()) ::unlink(r->path.c_str());
     }
   });
-  std::atomic<size_t> next{0};
-  absl::Mutex mu;
-  auto worker = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < manifest.layers.size();) {
-      absl::Time start = absl::Now();
-      absl::StatusOr<ConvertedLayer> r =
-          ConvertLayer(client, src, manifest.layers[i], diff_ids[i], options);
-      absl::MutexLock lock(&mu);
-      if (r.ok()) {
-        std::printf("layer %zu/%zu %s -> %s (%.1f MiB, TOC %s) in %.1fs\n", i + 1,
-                    manifest.layers.size(), manifest.layers[i].digest.c_str(),
-                    r->result.blob_digest.c_str(), r->result.blob_size / 1048576.0,
-                    r->result.toc_digest.c_str(), absl::ToDoubleSeconds(absl::Now() - start));
-        std::fflush(stdout);
-      }
-      results[i] = std::move(r);
-      if (!results[i].ok()) return;
-    }
-  };
-  {
-    std::vector<std::thread> threads;
-    int n = std::max(1, std::min<int>(jobs, static_cast<int>(manifest.layers.size())));
-    for (int t = 0; t < n; ++t) threads.emplace_back(worker);
-    for (std::thread& t : threads) t.join();
-  }
-  for (size_t i = 0; i < results.size(); ++i) {
+  Progress progress(false);
+  ACCEL_RETURN_IF_ERROR(ParallelFor(manifest.layers.size(), jobs, [&](size_t i) -> absl::Status {
+    const absl::Time start = absl::Now();
+    results[i] = ConvertLayer(client, src, manifest.layers[i], diff_ids[i], options);
     if (!results[i].ok()) {
       return Annotate(results[i].status(), "layer ", i + 1, " (", manifest.layers[i].digest, ")");
     }
-  }
+    const estargz::BuildResult& b = results[i]->result;
+    progress.Line(absl::StrFormat("layer %d/%d %s -> %s (%.1f MiB, TOC %s) in %.1fs", i + 1,
+                                  manifest.layers.size(), manifest.layers[i].digest, b.blob_digest,
+                                  b.blob_size / 1048576.0, b.toc_digest,
+                                  absl::ToDoubleSeconds(absl::Now() - start)));
+    return absl::OkStatus();
+  }));
 
   // Blobs, then the config with the new diff ids, then the manifest.
   nlohmann::json layers = nlohmann::json::array();
@@ -217,17 +186,11 @@ absl::Status ConvertImage(Client& client, const Reference& src, const Reference&
   ACCEL_ASSIGN_OR_RETURN(std::optional<int64_t> have_config,
                          client.StatBlob(dst, config_desc.digest));
   if (!have_config) {
-    const char* tmpdir = std::getenv("TMPDIR");
-    std::string path = absl::StrCat(tmpdir && *tmpdir ? tmpdir : "/tmp", "/accelctl-config-XXXXXX");
-    UniqueFd cfd(::mkstemp(path.data()));
-    if (!cfd.valid()) return absl::InternalError(absl::StrCat("create temporary file ", path));
-    auto rm = absl::MakeCleanup([&] { ::unlink(path.c_str()); });
-    if (::write(cfd.get(), new_config.data(), new_config.size()) !=
-        static_cast<ssize_t>(new_config.size())) {
-      return absl::ResourceExhaustedError(absl::StrCat("write ", path));
-    }
+    ACCEL_ASSIGN_OR_RETURN(TempFile staged, CreateTempFile("accelctl-config"));
+    auto rm = absl::MakeCleanup([&] { ::unlink(staged.path.c_str()); });
+    ACCEL_RETURN_IF_ERROR(WriteAll(staged.fd.get(), new_config, staged.path));
     ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<registry::BlobReader> reader,
-                           registry::OpenFileBlobReader(path));
+                           registry::OpenFileBlobReader(staged.path));
     ACCEL_RETURN_IF_ERROR(client.PushBlob(dst, config_desc, *reader));
   }
   nlohmann::json doc = {{"schemaVersion", 2},

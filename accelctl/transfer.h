@@ -1,7 +1,7 @@
 #pragma once
 
-// Blob transfers shared by `accelctl copy` and `accelctl convert`: progress
-// display and copying one blob between repositories.
+// Blob transfers shared by `accelctl copy`, `convert` and `estargz`: copying
+// one blob between repositories, and streaming one into a reader.
 
 #include <cstring>
 #include <deque>
@@ -13,40 +13,16 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
+#include "common/progress.h"
 #include "registry/client.h"
 #include "registry/manifest.h"
 #include "registry/reference.h"
 
 namespace accel::ctl {
 
-// Progress of blob copies on stdout: a live line on a terminal, one line
-// per blob otherwise. Thread-safe.
-class Progress {
- public:
-  explicit Progress(bool tty) : tty_(tty) {}
-  void SetTotal(int blobs);
-  void Bytes(int64_t delta);
-  void Done(const registry::Descriptor& d, absl::string_view how);
-  // Counts one blob as done without a line of its own.
-  void Step();
-  // Adds to the number of blobs (and of bytes, if known) expected.
-  void AddTotal(int blobs, int64_t bytes = 0);
-  void Line(const std::string& text);
-  void Finish();
-
- private:
-  // Redraws the live line; unless `force`, at most every 100 ms.
-  void Draw(bool force = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  const bool tty_;
-  absl::Mutex mu_;
-  int total_ ABSL_GUARDED_BY(mu_) = 0;
-  int done_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t total_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time last_draw_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-};
+// Prints the line for blob `d` done `how` ("copied", "mounted", "exists")
+// and counts it.
+void BlobDone(Progress& progress, const registry::Descriptor& d, absl::string_view how);
 
 // Copies blob `d` from `src` to `dst` unless `dst` has it: mounted within
 // one registry, else downloaded into a temporary file (verified) and

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -171,16 +172,9 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, mo
     return s;
   }
   if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", tmp));
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      absl::Status s = ErrnoToStatus(errno, absl::StrCat("write ", tmp));
-      ::unlink(tmp.c_str());
-      return s;
-    }
-    done += static_cast<size_t>(n);
+  if (absl::Status s = WriteAll(fd.get(), data, tmp); !s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
   }
   if (::fsync(fd.get()) != 0) {
     absl::Status s = ErrnoToStatus(errno, absl::StrCat("fsync ", tmp));
@@ -195,6 +189,29 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, mo
   }
   auto slash = path.find_last_of('/');
   return FsyncDir(slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash)));
+}
+
+absl::Status WriteAll(int fd, absl::string_view data, absl::string_view what) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoToStatus(errno, absl::StrCat("write ", what));
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+std::string TempDirectory() {
+  const char* env = std::getenv("TMPDIR");
+  return env != nullptr && *env != '\0' ? env : "/tmp";
+}
+
+absl::StatusOr<TempFile> CreateTempFile(absl::string_view prefix, absl::string_view dir) {
+  TempFile out;
+  out.path = absl::StrCat(dir.empty() ? TempDirectory() : std::string(dir), "/", prefix, "-XXXXXX");
+  out.fd = UniqueFd(::mkostemp(out.path.data(), O_CLOEXEC));
+  if (!out.fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", out.path));
+  return out;
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/unique_fd.h"
 
 namespace accel {
 
@@ -35,6 +36,21 @@ absl::Status FsyncDir(const std::string& dir);
 // Writes `data` to `path` through a temporary file in the same directory,
 // fsync and rename: readers see the old or the new content, never a mix.
 absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, mode_t mode);
+
+// Writes all of `data` to `fd` (retrying short writes and EINTR); errors
+// name `what` (usually the file's path).
+absl::Status WriteAll(int fd, absl::string_view data, absl::string_view what);
+
+// $TMPDIR, or /tmp when it is unset or empty.
+std::string TempDirectory();
+
+// A new file DIR/PREFIX-XXXXXX with a random suffix (mode 0600,
+// close-on-exec). `dir` "" is TempDirectory(). The caller removes it.
+struct TempFile {
+  UniqueFd fd;
+  std::string path;
+};
+absl::StatusOr<TempFile> CreateTempFile(absl::string_view prefix, absl::string_view dir = "");
 
 // Reads a whole (small) file.
 absl::StatusOr<std::string> ReadFile(const std::string& path);

@@ -16,12 +16,10 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -35,6 +33,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "common/errno_status.h"
+#include "common/fs_util.h"
 #include "common/layer_path.h"
 #include "common/read_fn.h"
 #include "common/sha256.h"
@@ -428,17 +427,6 @@ class Emitter {
   absl::flat_hash_map<int64_t, std::string> gnames_;
 };
 
-absl::Status WriteAll(int fd, const char* p, size_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return ErrnoToStatus(errno, "write eStargz spool file");
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return absl::OkStatus();
-}
-
 // Reads the spool file from `pos` on.
 ReadFn SpoolReader(int fd, int64_t pos) {
   auto at = std::make_shared<int64_t>(pos);
@@ -453,19 +441,13 @@ ReadFn SpoolReader(int fd, int64_t pos) {
   };
 }
 
-absl::StatusOr<UniqueFd> CreateSpool(const std::string& dir_option) {
-  std::string dir = dir_option;
-  if (dir.empty()) {
-    const char* env = std::getenv("TMPDIR");
-    dir = env != nullptr && *env != '\0' ? env : "/tmp";
-  }
-  std::string path = dir + "/accel-estargz-XXXXXX";
-  int fd = ::mkostemp(path.data(), O_CLOEXEC);
-  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("create spool file in ", dir));
-  UniqueFd owned(fd);
+absl::StatusOr<UniqueFd> CreateSpool(const std::string& dir) {
+  ACCEL_ASSIGN_OR_RETURN(TempFile spool, CreateTempFile("accel-estargz", dir));
   // Unlinked at once: nothing is left behind, whatever happens next.
-  if (::unlink(path.c_str()) != 0) return ErrnoToStatus(errno, absl::StrCat("unlink ", path));
-  return owned;
+  if (::unlink(spool.path.c_str()) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("unlink ", spool.path));
+  }
+  return std::move(spool.fd);
 }
 
 // One input entry, as the reordering pass records it.
@@ -572,7 +554,8 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
                              TarReader::Open(
                                  [&](char* buf, size_t len) -> absl::StatusOr<size_t> {
                                    ACCEL_ASSIGN_OR_RETURN(size_t n, tar_input(buf, len));
-                                   ACCEL_RETURN_IF_ERROR(WriteAll(fd, buf, n));
+                                   ACCEL_RETURN_IF_ERROR(WriteAll(fd, absl::string_view(buf, n),
+                                                                  "eStargz spool file"));
                                    return n;
                                  },
                                  kIoBlock));
