@@ -35,7 +35,7 @@ std::string ResolveDaemonAddress(const std::string& flag) {
   if (!flag.empty()) return flag;
   const char* env = std::getenv("ACCEL_ADDRESS");
   if (env != nullptr && *env != '\0') return env;
-  return kDefaultDaemonAddress;
+  return snapshotter::kDefaultAddress;
 }
 
 absl::StatusOr<::accel::v1::GetStatusResponse> QueryDaemon(const std::string& address,

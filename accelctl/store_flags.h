@@ -10,15 +10,14 @@
 
 namespace accel::ctl {
 
-inline constexpr char kDefaultDaemonAddress[] = "/run/accel-snapshotter/snapshotter.sock";
-
 // The store directory: `flag` if given, else the `store` key of the daemon
 // config (`config_path`, or /etc/accel/config.toml when that exists).
 // InvalidArgument (saying how to name one) when neither gives a store.
 absl::StatusOr<std::string> ResolveStoreDir(const std::string& flag,
                                             const std::string& config_path);
 
-// The daemon's socket: `flag`, else $ACCEL_ADDRESS, else the default.
+// The daemon's socket: `flag`, else $ACCEL_ADDRESS, else the daemon's
+// default (snapshotter::kDefaultAddress).
 std::string ResolveDaemonAddress(const std::string& flag);
 
 // Asks the daemon at `address` for its status; an error if it does not
