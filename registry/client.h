@@ -13,11 +13,15 @@
 // returned as good.
 //
 // Per host, connection errors, stalls, 408/429/5xx are retried with
-// exponential backoff honouring Retry-After. Blob downloads resume from the
-// byte reached (Range), on the same host or the next one. Auth: anonymous,
-// basic, or bearer tokens obtained from the WWW-Authenticate challenge,
-// cached until expiry, refreshed on 401. Credentials and tokens never
-// appear in errors or logs.
+// exponential backoff honouring Retry-After (registry/retry.h, the one retry
+// loop, token requests included). Blob downloads resume from the byte
+// reached (Range), on the same host or the next one. Auth
+// (registry/authenticator.h): anonymous, basic, or bearer tokens obtained
+// from the WWW-Authenticate challenge, cached until expiry, refreshed on
+// 401. Credentials and tokens never appear in errors or logs.
+//
+// Files: client.cc (hosts and failover, Send, manifests), client_blobs.cc
+// (downloads, range reads, mounts, uploads).
 //
 // Thread-safe. Blob transfers (downloads, range reads, uploads) are limited
 // to options.max_concurrent_transfers at a time across threads.
@@ -35,6 +39,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "registry/auth.h"
+#include "registry/authenticator.h"
 #include "registry/blob_reader.h"
 #include "registry/hosts.h"
 #include "registry/http.h"
@@ -54,7 +59,7 @@ struct ClientOptions {
   // smaller ones with one PUT. 0 = always one PUT.
   int64_t upload_chunk_size = 64 << 20;
   // How the client waits between retries (tests pass a fake).
-  std::function<void(absl::Duration)> sleep;
+  Sleeper sleep;
 };
 
 // Called with the number of bytes transferred so far.
@@ -154,24 +159,15 @@ class Client {
       absl::string_view domain, uint32_t capability, absl::string_view what,
       const std::function<absl::Status(const RegistryHost&, HostCall& call)>& fn);
 
-  // One request to one host with auth and retries (see client.cc).
+  // One request to one host: the Authorization header, the retry loop
+  // (RetryRequest), and one re-authentication on a 401 (again after each
+  // bit of progress).
   absl::StatusOr<HttpResponse> Send(const RegistryHost& host,
                                     const std::vector<std::string>& scopes,
                                     const std::function<HttpRequest()>& build,
                                     const SendOptions& send_options);
 
-  // Authorization header value for `host` and `scopes` ("" = anonymous).
-  absl::StatusOr<std::string> Authorization(const RegistryHost& host,
-                                            const std::vector<std::string>& scopes);
-  // Handles a 401: records the challenge and fetches a token if bearer.
-  absl::Status Authenticate(const RegistryHost& host, const std::vector<std::string>& scopes,
-                            const HttpResponse& response);
-  absl::StatusOr<Token> FetchToken(const RegistryHost& host, const Challenge& challenge,
-                                   const std::vector<std::string>& scopes);
-  // The runtime override for `host`, else options_.credentials.
-  std::optional<Credentials> CredentialsFor(absl::string_view host);
   TlsOptions TlsFor(const RegistryHost& host) const;
-  void Sleep(absl::Duration d) const;
 
   absl::Status FetchBlobFromHost(const RegistryHost& host, const HostCall& call,
                                  const Reference& repo, const Descriptor& desc, int64_t first,
@@ -181,18 +177,15 @@ class Client {
   // Constant after construction.
   const ClientOptions options_;
   const std::unique_ptr<HttpTransport> transport_;
-  TokenCache tokens_;
+  // Challenges, tokens and credentials (thread-safe on its own).
+  Authenticator auth_;
 
   // Lock order: mu_ before slots_mu_ is never needed; neither is held
   // across a network call.
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::vector<RegistryHost>> hosts_ ABSL_GUARDED_BY(mu_);
-  // Last challenge seen per host (scheme://host).
-  absl::flat_hash_map<std::string, Challenge> challenges_ ABSL_GUARDED_BY(mu_);
   // Hosts (scheme://host) that refused a connection, until when to avoid them.
   absl::flat_hash_map<std::string, absl::Time> down_until_ ABSL_GUARDED_BY(mu_);
-  // SetCredentials, by normalised host.
-  absl::flat_hash_map<std::string, Credentials> runtime_credentials_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex slots_mu_;
   int free_slots_ ABSL_GUARDED_BY(slots_mu_);

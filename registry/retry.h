@@ -1,15 +1,21 @@
 #pragma once
 
 // Retry policy for registry requests: which failures are worth another try,
-// and how long to wait before it (exponential backoff with jitter, or the
-// server's Retry-After, capped). Pure functions; the client does the sleeping.
+// how long to wait before it (exponential backoff with jitter, or the
+// server's Retry-After, capped), and RetryRequest, the one retry loop every
+// registry request goes through (the client's requests and the token
+// server's alike). The policy functions are pure; RetryRequest sleeps
+// through the sleeper it is given.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "registry/http.h"
 
 namespace accel::registry {
 
@@ -46,5 +52,37 @@ std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Tim
 // backoff and Retry-After, capped at policy.max_retry_after.
 absl::Duration RetryDelay(const RetryPolicy& policy, int retry, absl::string_view retry_after,
                           absl::Time now, double jitter = 1.0);
+
+// How the client waits between retries (tests pass a fake).
+using Sleeper = std::function<void(absl::Duration)>;
+
+// How RetryRequest treats one request.
+struct RetryOptions {
+  // False for steps that must not be repeated (upload PUT/PATCH): one try.
+  bool retry = true;
+  // Another host can take over: a refused connection is final here.
+  bool connect_failure_is_final = false;
+  // Monotonic count of useful bytes so far (a download): when it moves,
+  // the failure budget starts afresh.
+  std::function<int64_t()> progress;
+  // Names the host in log lines.
+  std::string origin;
+};
+
+// Runs `attempt` until it gives a final answer: transport failures
+// (IsRetryableTransportError) and retryable HTTP statuses are tried again
+// after BackoffDelay/RetryDelay (Retry-After honoured), until `policy`'s
+// max_attempts fail in a row. Returns the last answer: a transport error,
+// or an HttpResponse with any status (the caller judges it).
+absl::StatusOr<HttpResponse> RetryRequest(
+    const RetryPolicy& policy, const Sleeper& sleep, const RetryOptions& options,
+    const std::function<absl::StatusOr<HttpResponse>()>& attempt);
+
+// Runs `attempt`, a whole operation of several requests (an upload), again
+// after BackoffDelay while it fails with a status `retryable` accepts, at
+// most policy.max_attempts times; returns the last status.
+absl::Status RetryOperation(const RetryPolicy& policy, const Sleeper& sleep,
+                            const std::function<bool(const absl::Status&)>& retryable,
+                            const std::function<absl::Status()>& attempt);
 
 }  // namespace accel::registry
