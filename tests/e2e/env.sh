@@ -1,16 +1,23 @@
-# Sourced by end-to-end tests, benchmarks and scripts/demo.sh: starts a
-# private registry, containerd and accel-snapshotter under one temporary
+# The one end-to-end harness, sourced by every e2e test (the registry tests
+# through lib_registry.sh), the benchmarks and scripts/demo.sh: starts
+# private registries, containerd and accel-snapshotter under one temporary
 # directory and tears down exactly what it started (by PID, then mounts by
-# path, deepest first), also on failure.
+# path, deepest first), also on failure. Everything listens on 127.0.0.1 or
+# on unix sockets under that directory.
 #
 #   source tests/e2e/env.sh
 #   env_init NAME          # $ENV_TMP, cleanup trap
-#   start_registry         # $REGISTRY (127.0.0.1:PORT)
+#   start_registry         # $REGISTRY (127.0.0.1:PORT), log $ENV_TMP/registry.log
+#   start_registry NAME [YAML...]  # another one: $REG_<NAME>, $REG_<NAME>_PID,
+#                          # $REG_<NAME>_DATA; YAML lines appended to its config
+#                          # (auth:, proxy:); TLS if REG_TLS_CERT/REG_TLS_KEY are set
 #   start_accel [ARGS...]  # $ACCEL_SOCK, $ACCEL_PID, log $ENV_TMP/accel.log
 #   start_containerd       # $CTD_SOCK; ctrc = ctr on it, namespace "e2e"
+#   start_containerd_cri HOSTS_DIR  # the same with the CRI plugin, accel for pods
+#   bg_start NAME CMD...   # a helper process, log $ENV_TMP/NAME.log, PID $BG_PID
 #   build_busybox_image LAYOUT:TAG [files...]  # OCI layout with busybox
 #   push_image LAYOUT:TAG REPO:TAG             # to $REGISTRY
-#   fail MESSAGE           # prints logs, exits 1
+#   fail MESSAGE           # exits 1; the cleanup prints the logs' tails
 
 set -euo pipefail
 ENV_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,11 +35,21 @@ env_cleanup() {
   local rc=$?
   set +e
   if [[ -n ${CTD_SOCK:-} && -S $CTD_SOCK ]]; then
-    local t
-    for t in $(ctrc task ls -q 2>/dev/null); do ctrc task kill -s KILL "$t" >/dev/null 2>&1; done
-    sleep 0.2
-    for t in $(ctrc task ls -q 2>/dev/null); do ctrc task rm -f "$t" >/dev/null 2>&1; done
-    for t in $(ctrc container ls -q 2>/dev/null); do ctrc container rm "$t" >/dev/null 2>&1; done
+    # What tests ran (namespace e2e) and what the CRI plugin ran (k8s.io),
+    # so no shim outlives the test.
+    local t ns
+    for ns in e2e k8s.io; do
+      for t in $(ctr -a "$CTD_SOCK" -n "$ns" task ls -q 2>/dev/null); do
+        ctr -a "$CTD_SOCK" -n "$ns" task kill -s KILL "$t" >/dev/null 2>&1
+      done
+      sleep 0.2
+      for t in $(ctr -a "$CTD_SOCK" -n "$ns" task ls -q 2>/dev/null); do
+        ctr -a "$CTD_SOCK" -n "$ns" task rm -f "$t" >/dev/null 2>&1
+      done
+      for t in $(ctr -a "$CTD_SOCK" -n "$ns" container ls -q 2>/dev/null); do
+        ctr -a "$CTD_SOCK" -n "$ns" container rm "$t" >/dev/null 2>&1
+      done
+    done
   fi
   local i
   for ((i = ${#ENV_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${ENV_PIDS[i]}"; done
@@ -41,8 +58,8 @@ env_cleanup() {
   done
   if ((rc != 0)); then
     echo "---- $ENV_NAME failed (exit $rc); log tails:" >&2
-    for f in "$ENV_TMP"/accel*.log "$ENV_TMP"/containerd.log; do
-      [[ -f $f ]] && { echo "-- $f" >&2; tail -n 20 "$f" >&2; }
+    for f in "$ENV_TMP"/*.log; do
+      [[ -f $f ]] && { echo "-- $f" >&2; tail -n 20 "$f" | cut -c1-400 >&2; }
     done
   fi
   [[ ${ACCEL_KEEP:-0} == 1 ]] && echo "kept $ENV_TMP" || rm -rf "$ENV_TMP"
@@ -83,32 +100,70 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# wait_http URL [CURL ARGS...]: waits until URL answers (any HTTP status).
+wait_http() {
+  local url=$1; shift
+  for _ in $(seq 300); do
+    if curl -s -o /dev/null --max-time 2 "$@" "$url"; then return 0; fi
+    sleep 0.1
+  done
+  fail "$url did not come up"
+}
+
+# bg_start NAME CMD...: runs CMD in the background, log $ENV_TMP/NAME.log,
+# PID in $BG_PID (stopped by the cleanup).
+bg_start() {
+  local name=$1; shift
+  "$@" >>"$ENV_TMP/$name.log" 2>&1 &
+  BG_PID=$!
+  ENV_PIDS+=("$BG_PID")
+}
+
+# registry_config FILE ADDR DATA_DIR [YAML...]: a docker-registry config
+# (TLS when REG_TLS_CERT and REG_TLS_KEY are set).
+registry_config() {
+  local file=$1 addr=$2 data=$3 line; shift 3
+  mkdir -p "$data"
+  {
+    printf 'version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n'
+    printf 'storage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n' "$data"
+    printf 'http:\n  addr: %s\n  secret: accel-test-secret\n' "$addr"
+    if [[ -n ${REG_TLS_CERT:-} ]]; then
+      printf '  tls:\n    certificate: %s\n    key: %s\n' "$REG_TLS_CERT" "$REG_TLS_KEY"
+    fi
+    for line in "$@"; do echo "$line"; done
+  } >"$file"
+}
+
+# wait_registry ADDR: until the registry at ADDR answers (https with TLS).
+wait_registry() {
+  if [[ -n ${REG_TLS_CERT:-} ]]; then wait_http "https://$1/v2/" -k; else wait_http "http://$1/v2/"; fi
+}
+
+# start_registry: the tests' registry, $REGISTRY. start_registry NAME
+# [YAML...]: another one (see the top of this file).
 start_registry() {
   local port; port=$(free_port)
-  cat > "$ENV_TMP/registry.yml" <<YML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $ENV_TMP/registry
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-log:
-  level: info
-  accesslog:
-    disabled: false
-YML
-  REGISTRY=127.0.0.1:$port
-  restart_registry
+  if (($# == 0)); then
+    REGISTRY=127.0.0.1:$port
+    registry_config "$ENV_TMP/registry.yml" "$REGISTRY" "$ENV_TMP/registry"
+    restart_registry
+    return
+  fi
+  local name=$1; shift
+  registry_config "$ENV_TMP/registry-$name.yml" "127.0.0.1:$port" "$ENV_TMP/registry-$name" "$@"
+  bg_start "registry-$name" docker-registry serve "$ENV_TMP/registry-$name.yml"
+  printf -v "REG_$name" '%s' "127.0.0.1:$port"
+  printf -v "REG_${name}_PID" '%s' "$BG_PID"
+  printf -v "REG_${name}_DATA" '%s' "$ENV_TMP/registry-$name"
+  wait_registry "127.0.0.1:$port"
 }
-# restart_registry: starts the registry again (same port and storage) after
+# restart_registry: starts $REGISTRY again (same port and storage) after
 # stop_registry.
 restart_registry() {
-  docker-registry serve "$ENV_TMP/registry.yml" >> "$ENV_TMP/registry.log" 2>&1 &
-  REGISTRY_PID=$!
-  ENV_PIDS+=($REGISTRY_PID)
-  wait_for registry curl -fsS "http://$REGISTRY/v2/"
+  bg_start registry docker-registry serve "$ENV_TMP/registry.yml"
+  REGISTRY_PID=$BG_PID
+  wait_registry "$REGISTRY"
 }
 stop_registry() {
   stop_pid "$REGISTRY_PID"
@@ -170,7 +225,63 @@ TOML
   wait_for containerd ctrc version
 }
 
+# start_containerd_cri HOSTS_DIR: containerd with its CRI plugin (the API
+# kubelet uses) using accel for pods and HOSTS_DIR for registries;
+# host-network pods only (the CNI directories stay empty); the sandbox
+# image is $REGISTRY/e2e/pause:1. ctrk = ctr in namespace k8s.io.
+start_containerd_cri() {
+  CTD_SOCK=$ENV_TMP/ctd.sock
+  mkdir -p "$ENV_TMP/cni/bin" "$ENV_TMP/cni/conf"
+  cat > "$ENV_TMP/containerd.toml" <<TOML
+version = 2
+root = "$ENV_TMP/ctd-root"
+state = "$ENV_TMP/ctd-state"
+[grpc]
+  address = "$CTD_SOCK"
+[proxy_plugins.accel]
+  type = "snapshot"
+  address = "$ACCEL_SOCK"
+[plugins."io.containerd.grpc.v1.cri"]
+  # Without it the pause container fails to set its oom_score_adj here.
+  restrict_oom_score_adj = true
+  sandbox_image = "$REGISTRY/e2e/pause:1"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "accel"
+    disable_snapshot_annotations = false
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$1"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$ENV_TMP/cni/bin"
+    conf_dir = "$ENV_TMP/cni/conf"
+TOML
+  containerd --config "$ENV_TMP/containerd.toml" > "$ENV_TMP/containerd.log" 2>&1 &
+  ENV_PIDS+=($!)
+  wait_for containerd ctrc version
+}
+
+# cri_hosts_dir REGISTRY...: a hosts directory for containerd's CRI plugin
+# (plain HTTP, pull and resolve; containerd 1.6 complains about a hosts.toml
+# with only `server`); prints its path.
+cri_hosts_dir() {
+  local dir=$ENV_TMP/cri-certs.d r
+  for r in "$@"; do
+    mkdir -p "$dir/$r"
+    printf 'server = "http://%s"\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
+      "$r" "$r" > "$dir/$r/hosts.toml"
+  done
+  echo "$dir"
+}
+
 ctrc() { ctr --address "$CTD_SOCK" --namespace e2e "$@"; }
+ctrk() { ctr --address "$CTD_SOCK" --namespace k8s.io "$@"; }
+# cri ARGS...: the test CRI client on containerd's socket.
+cri() { "$ACCEL_BIN_DIR/cri_client" --address "unix://$CTD_SOCK" --log-dir "$ENV_TMP/pod-logs" "$@"; }
+# mounted_kind KIND: how many layers accel status lists as KIND.
+mounted_kind() {
+  accelctl status --address "$ACCEL_SOCK" | jq "[.mounted_layers[] | select(.kind == \"$1\")] | length"
+}
 
 # build_busybox_image LAYOUT:TAG [SRC=DEST ...]: an OCI image whose first
 # layer is busybox-static; each SRC=DEST copies a host file into it.
@@ -267,12 +378,16 @@ mount_top_view() {
   ctrc snapshots --snapshotter "$sn" mounts "$dir" "view-$sn-$(basename "$dir")" | sh
 }
 
-# use_hosts_dir: a containerd hosts directory telling accel the registry is
-# plain HTTP; prints its path (pass it as the daemon's hosts_dir).
+# use_hosts_dir [REGISTRY...]: a containerd hosts directory telling accel
+# the registries ($REGISTRY by default) are plain HTTP; prints its path (pass
+# it as the daemon's hosts_dir).
 use_hosts_dir() {
-  local dir=$ENV_TMP/certs.d
-  mkdir -p "$dir/$REGISTRY"
-  printf 'server = "http://%s"\n' "$REGISTRY" > "$dir/$REGISTRY/hosts.toml"
+  local dir=$ENV_TMP/certs.d r
+  (($# > 0)) || set -- "$REGISTRY"
+  for r in "$@"; do
+    mkdir -p "$dir/$r"
+    printf 'server = "http://%s"\n' "$r" > "$dir/$r/hosts.toml"
+  done
   echo "$dir"
 }
 

@@ -13,77 +13,13 @@
 #   - every sandbox and container the test made is gone at the end.
 source "$(dirname "$0")/env.sh"
 env_init cri
-# Before env_cleanup stops containerd: kill what the CRI plugin left running
-# (namespace k8s.io) if a step failed halfway, so no shim outlives the test.
-cri_cleanup() {
-  local rc=$? t
-  set +e
-  if [[ -n ${CTD_SOCK:-} && -S $CTD_SOCK ]]; then
-    for t in $(ctrk task ls -q 2>/dev/null); do ctrk task kill -s KILL "$t" >/dev/null 2>&1; done
-    sleep 0.2
-    for t in $(ctrk task ls -q 2>/dev/null); do ctrk task rm -f "$t" >/dev/null 2>&1; done
-    for t in $(ctrk container ls -q 2>/dev/null); do ctrk container rm "$t" >/dev/null 2>&1; done
-  fi
-  (exit "$rc")
-  env_cleanup
-}
-trap cri_cleanup EXIT
-ctrk() { ctr --address "$CTD_SOCK" --namespace k8s.io "$@"; }
-
 start_registry
 STORE=$ENV_TMP/store
 start_accel_lazy --store "$STORE"
 
-# The CRI plugin's own hosts directory: plain HTTP for the private registry,
-# with an explicit host entry (containerd 1.6 complains about a hosts.toml
-# that has only `server`).
-CRI_HOSTS=$ENV_TMP/cri-certs.d
-mkdir -p "$CRI_HOSTS/$REGISTRY"
-cat > "$CRI_HOSTS/$REGISTRY/hosts.toml" <<TOML
-server = "http://$REGISTRY"
-[host."http://$REGISTRY"]
-  capabilities = ["pull", "resolve"]
-TOML
-
-# start_containerd_cri: like start_containerd, with the CRI plugin enabled
-# and using accel for pods.
-start_containerd_cri() {
-  CTD_SOCK=$ENV_TMP/ctd.sock
-  mkdir -p "$ENV_TMP/cni/bin" "$ENV_TMP/cni/conf"
-  cat > "$ENV_TMP/containerd.toml" <<TOML
-version = 2
-root = "$ENV_TMP/ctd-root"
-state = "$ENV_TMP/ctd-state"
-[grpc]
-  address = "$CTD_SOCK"
-[proxy_plugins.accel]
-  type = "snapshot"
-  address = "$ACCEL_SOCK"
-[plugins."io.containerd.grpc.v1.cri"]
-  # Without it the pause container fails to set its oom_score_adj here.
-  restrict_oom_score_adj = true
-  sandbox_image = "$REGISTRY/e2e/pause:1"
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "accel"
-    disable_snapshot_annotations = false
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$CRI_HOSTS"
-  # Host-network pods only: the CNI directories stay empty.
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$ENV_TMP/cni/bin"
-    conf_dir = "$ENV_TMP/cni/conf"
-TOML
-  containerd --config "$ENV_TMP/containerd.toml" > "$ENV_TMP/containerd.log" 2>&1 &
-  ENV_PIDS+=($!)
-  wait_for containerd ctrc version
-}
-cri() { "$ACCEL_BIN_DIR/cri_client" --address "unix://$CTD_SOCK" --log-dir "$ENV_TMP/pod-logs" "$@"; }
+# The CRI plugin's own hosts directory: plain HTTP for the private registry.
+CRI_HOSTS=$(cri_hosts_dir "$REGISTRY")
 sum_gets() { local d; for d in "$@"; do blob_gets "$d"; done | paste -sd+ | bc; }
-mounted_kind() { # mounted_kind KIND: how many layers accel status lists as KIND
-  accelctl status --address "$ACCEL_SOCK" | jq "[.mounted_layers[] | select(.kind == \"$1\")] | length"
-}
 
 echo "== containerd with the CRI plugin, accel as its snapshotter"
 [[ -x $ACCEL_BIN_DIR/cri_client ]] || fail "no $ACCEL_BIN_DIR/cri_client (build the tests)"
@@ -93,7 +29,7 @@ echo pause > "$ENV_TMP/pause-marker"
 build_busybox_image "$ENV_TMP/oci:pause" "$ENV_TMP/pause-marker=/pause-marker"
 umoci config --image "$ENV_TMP/oci:pause" --config.cmd sleep --config.cmd 3600
 push_image "$ENV_TMP/oci:pause" e2e/pause:1
-start_containerd_cri
+start_containerd_cri "$CRI_HOSTS"
 # The CRI plugin answers once it has initialized; pulling the sandbox image
 # now also keeps it out of the measurements below.
 wait_for "the CRI plugin (pull of the pause image)" cri pull "$REGISTRY/e2e/pause:1"

@@ -15,58 +15,20 @@
 #   - the password is in neither accel's log nor anything under its root.
 source "$(dirname "$0")/env.sh"
 env_init cri_auth
-cri_cleanup() {
-  local rc=$? t
-  set +e
-  if [[ -n ${CTD_SOCK:-} && -S $CTD_SOCK ]]; then
-    for t in $(ctrk task ls -q 2>/dev/null); do ctrk task kill -s KILL "$t" >/dev/null 2>&1; done
-    sleep 0.2
-    for t in $(ctrk task ls -q 2>/dev/null); do ctrk task rm -f "$t" >/dev/null 2>&1; done
-    for t in $(ctrk container ls -q 2>/dev/null); do ctrk container rm "$t" >/dev/null 2>&1; done
-  fi
-  (exit "$rc")
-  env_cleanup
-}
-trap cri_cleanup EXIT
-ctrk() { ctr --address "$CTD_SOCK" --namespace k8s.io "$@"; }
-
 USER_NAME=kube-puller
 PASS="Pw-$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')-x9"
 B64=$(printf '%s:%s' "$USER_NAME" "$PASS" | base64 -w0)
 
 # An open registry (images are built and converted there) and a private one.
 start_registry
-PRIV_PORT=$(free_port)
-PRIV=127.0.0.1:$PRIV_PORT
 htpasswd -Bbn "$USER_NAME" "$PASS" > "$ENV_TMP/htpasswd" 2>/dev/null
-cat > "$ENV_TMP/registry-priv.yml" <<YML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $ENV_TMP/registry-priv
-http:
-  addr: $PRIV
-auth:
-  htpasswd:
-    realm: accel-private
-    path: $ENV_TMP/htpasswd
-log:
-  level: info
-  accesslog:
-    disabled: false
-YML
-docker-registry serve "$ENV_TMP/registry-priv.yml" >> "$ENV_TMP/registry-priv.log" 2>&1 &
-ENV_PIDS+=($!)
-wait_for "private registry" curl -sS -o /dev/null "http://$PRIV/v2/"
+start_registry priv "auth:" "  htpasswd:" "    realm: accel-private" "    path: $ENV_TMP/htpasswd"
+PRIV=$REG_priv
 [[ $(curl -s -o /dev/null -w '%{http_code}' "http://$PRIV/v2/") == 401 ]] ||
   fail "the private registry does not ask for credentials"
 
 # accel: plain HTTP to both registries; no credentials configured.
-HOSTS=$ENV_TMP/certs.d
-for r in "$REGISTRY" "$PRIV"; do
-  mkdir -p "$HOSTS/$r"
-  printf 'server = "http://%s"\n' "$r" > "$HOSTS/$r/hosts.toml"
-done
+HOSTS=$(use_hosts_dir "$REGISTRY" "$PRIV")
 cat > "$ENV_TMP/accel.toml" <<TOML
 hosts_dir = "$HOSTS"
 background_fetch_mibps = 0
@@ -77,48 +39,10 @@ start_accel --config "$ENV_TMP/accel.toml" --cri-image-address "$PROXY_SOCK" --c
 [[ -S $PROXY_SOCK ]] || fail "no CRI proxy socket at $PROXY_SOCK"
 [[ $(stat -c %a "$PROXY_SOCK") == 600 ]] || fail "CRI proxy socket mode $(stat -c %a "$PROXY_SOCK") (want 600)"
 
-CRI_HOSTS=$ENV_TMP/cri-certs.d
-for r in "$REGISTRY" "$PRIV"; do
-  mkdir -p "$CRI_HOSTS/$r"
-  cat > "$CRI_HOSTS/$r/hosts.toml" <<TOML
-server = "http://$r"
-[host."http://$r"]
-  capabilities = ["pull", "resolve"]
-TOML
-done
-mkdir -p "$ENV_TMP/cni/bin" "$ENV_TMP/cni/conf"
-cat > "$ENV_TMP/containerd.toml" <<TOML
-version = 2
-root = "$ENV_TMP/ctd-root"
-state = "$ENV_TMP/ctd-state"
-[grpc]
-  address = "$CTD_SOCK"
-[proxy_plugins.accel]
-  type = "snapshot"
-  address = "$ACCEL_SOCK"
-[plugins."io.containerd.grpc.v1.cri"]
-  restrict_oom_score_adj = true
-  sandbox_image = "$REGISTRY/e2e/pause:1"
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "accel"
-    disable_snapshot_annotations = false
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$CRI_HOSTS"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$ENV_TMP/cni/bin"
-    conf_dir = "$ENV_TMP/cni/conf"
-TOML
-containerd --config "$ENV_TMP/containerd.toml" > "$ENV_TMP/containerd.log" 2>&1 &
-ENV_PIDS+=($!)
-wait_for containerd ctrc version
+CRI_HOSTS=$(cri_hosts_dir "$REGISTRY" "$PRIV")
+start_containerd_cri "$CRI_HOSTS"
 
-cri() { "$ACCEL_BIN_DIR/cri_client" --address "unix://$CTD_SOCK" --log-dir "$ENV_TMP/pod-logs" "$@"; }
 cri_proxy() { "$ACCEL_BIN_DIR/cri_client" --address "unix://$PROXY_SOCK" --log-dir "$ENV_TMP/pod-logs" "$@"; }
-mounted_kind() {
-  accelctl status --address "$ACCEL_SOCK" | jq "[.mounted_layers[] | select(.kind == \"$1\")] | length"
-}
 # priv_blob_bytes DIGEST: bytes the private registry sent for that blob.
 priv_blob_bytes() {
   grep "GET /v2/[^ ]*/blobs/$1 " "$ENV_TMP/registry-priv.log" |

@@ -94,10 +94,13 @@ int main(int argc, char** argv) {
           R"(","digest":")", d,
           R"("},{"name":"a","type":"chunk","offset":20,"chunkOffset":4,"chunkSize":4},)",
           R"({"type":"chunk","offset":30,"chunkOffset":8},)",
-          R"({"name":"h","type":"hardlink","linkName":"a"},{"name":"s","type":"symlink","linkName":"a"},)",
-          R"({"name":"c","type":"char","devMajor":1,"devMinor":3,"modtime":"2020-01-01T00:00:00Z",)",
-          R"("xattrs":{"user.a":"aGk="}},{"name":".prefetch.landmark","type":"reg","size":1,"offset":40}]})"),
-      R"({"version":1,"entries":[{"name":"a","type":"reg","size":3,"offset":1},{"name":"b","type":"reg","size":4,"offset":1,"innerOffset":512}]})",
+          R"({"name":"h","type":"hardlink","linkName":"a"},)",
+          R"({"name":"s","type":"symlink","linkName":"a"},)",
+          R"({"name":"c","type":"char","devMajor":1,"devMinor":3,)",
+          R"("modtime":"2020-01-01T00:00:00Z","xattrs":{"user.a":"aGk="}},)",
+          R"({"name":".prefetch.landmark","type":"reg","size":1,"offset":40}]})"),
+      absl::StrCat(R"({"version":1,"entries":[{"name":"a","type":"reg","size":3,"offset":1},)",
+                   R"({"name":"b","type":"reg","size":4,"offset":1,"innerOffset":512}]})"),
   };
   for (size_t i = 0; i < tocs.size(); ++i) {
     Write(absl::StrCat(toc_dir, "seed-json-", i), std::string("\x14\x40", 2) + tocs[i]);

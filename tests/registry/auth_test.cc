@@ -23,10 +23,9 @@ TEST(ChallengeTest, ParsesBearer) {
 }
 
 TEST(ChallengeTest, ParsesSeveralAndEscapes) {
-  ASSERT_OK_AND_ASSIGN(
-      std::vector<Challenge> cs,
-      ParseWwwAuthenticate(
-          R"(Basic realm="a \"q\" b", charset=UTF-8, BEARER Realm="http://x/t" , error=invalid_token)"));
+  ASSERT_OK_AND_ASSIGN(std::vector<Challenge> cs,
+                       ParseWwwAuthenticate(R"(Basic realm="a \"q\" b", charset=UTF-8, )"
+                                            R"(BEARER Realm="http://x/t" , error=invalid_token)"));
   ASSERT_EQ(cs.size(), 2u);
   EXPECT_EQ(cs[0].scheme, "basic");
   EXPECT_EQ(cs[0].params.at("realm"), "a \"q\" b");
