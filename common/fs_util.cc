@@ -13,7 +13,6 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/errno_status.h"
 #include "common/mountinfo.h"
 #include "common/unique_fd.h"
@@ -134,17 +133,14 @@ absl::Status RemoveAll(const std::string& path) {
 
 absl::Status MkdirAll(const std::string& path, mode_t mode) {
   if (path.empty()) return absl::InvalidArgumentError("mkdir: empty path");
-  std::string cur;
-  for (absl::string_view part : absl::StrSplit(path, '/')) {
-    if (part.empty()) {
-      if (cur.empty()) cur = "/";
-      continue;
+  // Every prefix that ends before a '/' (and the whole path), shortest
+  // first; those that exist already are fine.
+  for (size_t end = path.find('/', 1);; end = path.find('/', end + 1)) {
+    const std::string prefix = path.substr(0, end);
+    if (::mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST) {
+      return ErrnoToStatus(errno, absl::StrCat("mkdir ", prefix));
     }
-    if (!cur.empty() && cur.back() != '/') cur.push_back('/');
-    cur.append(part.data(), part.size());
-    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) {
-      return ErrnoToStatus(errno, absl::StrCat("mkdir ", cur));
-    }
+    if (end == std::string::npos) break;
   }
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat("stat ", path));
