@@ -153,7 +153,7 @@ absl::Status CredentialStore::MergeDockerConfigJson(absl::string_view text,
       return absl::InvalidArgumentError(
           absl::StrCat(origin, ": auths entry for ", host, " is not an object"));
     }
-    auto str = [&](const char* k) -> std::string {
+    auto str = [&entry = entry](const char* k) -> std::string {
       auto f = entry.find(k);
       return f != entry.end() && f->is_string() ? f->get<std::string>() : std::string();
     };

@@ -44,7 +44,7 @@ size_t HeaderCallback(char* data, size_t size, size_t nitems, void* userdata) {
     long code = 0;
     if (sp != absl::string_view::npos) {
       absl::string_view rest = line.substr(sp + 1);
-      absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &code);
+      if (!absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &code)) code = 0;
     }
     ex->current_status = code;
     ex->started = false;

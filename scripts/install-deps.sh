@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # toolchain
-  build-essential cmake pkg-config ninja-build clang
+  build-essential cmake pkg-config ninja-build clang clang-format
   # libraries
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libfuse3-dev libsqlite3-dev nlohmann-json3-dev libtomlplusplus-dev

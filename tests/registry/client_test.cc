@@ -117,8 +117,10 @@ class BlobServer {
       size_t e = req.find("\r\n", r + 2);
       range = req.substr(r + 15, e - r - 15);
       size_t dash = range.find('-');
-      absl::SimpleAtoi(range.substr(0, dash), &from);
-      if (dash + 1 < range.size()) absl::SimpleAtoi(range.substr(dash + 1), &to);
+      if (!absl::SimpleAtoi(range.substr(0, dash), &from)) from = 0;
+      if (dash + 1 < range.size() && !absl::SimpleAtoi(range.substr(dash + 1), &to)) {
+        to = static_cast<int64_t>(blob_.size()) - 1;
+      }
       ranged = true;
     }
     std::string fault;
@@ -147,7 +149,7 @@ class BlobServer {
     if (head) return;
     if (absl::StartsWith(fault, "drop:")) {
       int64_t n = 0;
-      absl::SimpleAtoi(fault.substr(5), &n);
+      if (!absl::SimpleAtoi(fault.substr(5), &n)) n = 0;
       Write(c, body.substr(0, n));
       return;
     }
