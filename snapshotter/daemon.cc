@@ -231,7 +231,7 @@ absl::Status RunDaemon(const Config& config) {
                    table_options);
   // Remote snapshots are restored in the background: RPCs are served now.
   ACCEL_ASSIGN_OR_RETURN(auto sn,
-                         Snapshotter::Open(SnapshotterOptions{config.root, ms, &table}));
+                         Snapshotter::Open(SnapshotterOptions{config.root, &table, ms}));
 
   auto snapshots = NewSnapshotsService(sn.get());
   auto daemon = NewDaemonService(

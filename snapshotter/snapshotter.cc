@@ -75,11 +75,24 @@ absl::Status Snapshotter::RestoreRemote() {
   return remote_->RestoreAll(std::move(snapshots));
 }
 
-absl::Status Snapshotter::CheckLayers(const SnapshotRecord& rec) {
-  if (remote_ == nullptr || rec.parent_ids.empty()) return absl::OkStatus();
+absl::Status Snapshotter::CheckLayers(const std::string& key, std::vector<int64_t> lower_ids) {
+  if (remote_ == nullptr || lower_ids.empty()) return absl::OkStatus();
   std::vector<std::string> lower;
-  for (int64_t id : rec.parent_ids) lower.push_back(FsPath(id));
-  return Annotate(remote_->CheckServable(lower), "snapshot ", rec.info.name);
+  for (int64_t id : lower_ids) lower.push_back(FsPath(id));
+  return Annotate(remote_->CheckServable(lower), "snapshot ", key);
+}
+
+absl::Status Snapshotter::CheckParent(const std::string& key, const std::string& parent) {
+  if (remote_ == nullptr || parent.empty()) return absl::OkStatus();
+  std::vector<int64_t> ids;
+  {
+    ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(false));
+    absl::StatusOr<SnapshotRecord> rec = ms_->Get(tx, parent);
+    if (!rec.ok()) return absl::OkStatus();  // CreateSnapshot reports it
+    ids.push_back(rec->id);
+    ids.insert(ids.end(), rec->parent_ids.begin(), rec->parent_ids.end());
+  }
+  return CheckLayers(key, std::move(ids));
 }
 
 std::string Snapshotter::FsPath(int64_t id) const {
@@ -155,8 +168,8 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::Prepare(const std::string& key,
   if (remote_ != nullptr && target != labels.end() && !target->second.empty()) {
     return PrepareRemote(key, parent, labels, target->second);
   }
+  ACCEL_RETURN_IF_ERROR(CheckParent(key, parent));
   ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, CreateSnapshot(Kind::kActive, key, parent, labels));
-  ACCEL_RETURN_IF_ERROR(CheckLayers(rec));
   return MountsFor(rec);
 }
 
@@ -208,8 +221,8 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::PrepareRemote(const std::string&
 absl::StatusOr<std::vector<Mount>> Snapshotter::View(const std::string& key,
                                                      const std::string& parent,
                                                      const Labels& labels) {
+  ACCEL_RETURN_IF_ERROR(CheckParent(key, parent));
   ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, CreateSnapshot(Kind::kView, key, parent, labels));
-  ACCEL_RETURN_IF_ERROR(CheckLayers(rec));
   return MountsFor(rec);
 }
 
@@ -217,7 +230,7 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::Mounts(const std::string& key) {
   ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(false));
   ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, ms_->Get(tx, key));
   tx.Commit().IgnoreError();
-  ACCEL_RETURN_IF_ERROR(CheckLayers(rec));
+  ACCEL_RETURN_IF_ERROR(CheckLayers(key, rec.parent_ids));
   return MountsFor(rec);
 }
 

@@ -34,12 +34,12 @@ namespace accel::snapshotter {
 
 struct SnapshotterOptions {
   std::string root;  // created if missing (mode 0700)
-  // The metadata database; null: opened at ROOT/metadata.db. Shared with
-  // the mount table in the daemon.
-  std::shared_ptr<MetaStore> metastore;
   // Serves remote layers (see remote_layers.h); null for plain layers only.
   // Not owned; must outlive the Snapshotter.
   RemoteLayers* remote = nullptr;
+  // The metadata database; null: opened at ROOT/metadata.db. Shared with
+  // the mount table in the daemon.
+  std::shared_ptr<MetaStore> metastore = nullptr;
 };
 
 class Snapshotter {
@@ -101,8 +101,10 @@ class Snapshotter {
                                                    const std::string& parent, const Labels& labels,
                                                    const std::string& target);
   absl::Status RestoreRemote();
-  // Unavailable when a remote layer below `rec` cannot be served.
-  absl::Status CheckLayers(const SnapshotRecord& rec);
+  // Unavailable when a remote layer among `lower_ids` (or below `parent`)
+  // cannot be served; checked before anything is created.
+  absl::Status CheckLayers(const std::string& key, std::vector<int64_t> lower_ids);
+  absl::Status CheckParent(const std::string& key, const std::string& parent);
   std::vector<Mount> MountsFor(const SnapshotRecord& rec) const;
   std::string SnapshotsDir() const { return root_ + "/snapshots"; }
 

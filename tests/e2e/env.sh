@@ -36,6 +36,7 @@ env_cleanup() {
   fi
   local i
   for ((i = ${#ENV_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${ENV_PIDS[i]}"; done
+  stop_fd_holders
   awk -v t="$ENV_TMP" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m"
   done
@@ -122,6 +123,16 @@ start_accel() {
   ACCEL_PID=$!
   ENV_PIDS+=($ACCEL_PID)
   wait_for "accel-snapshotter" "$ACCEL_BIN_DIR/accelctl" status --address "$ACCEL_SOCK" --timeout 1
+}
+
+# stop_fd_holders: the fd holders accel daemons under $ENV_TMP started
+# (each writes ROOT/fd-holder.sock.pid); their FUSE connections end.
+stop_fd_holders() {
+  local f
+  for f in "$ENV_TMP"/*/fd-holder.sock.pid "$ENV_TMP"/*/*/fd-holder.sock.pid; do
+    [[ -f $f ]] && stop_pid "$(cat "$f")"
+  done
+  return 0
 }
 
 stop_accel() { # SIGTERM, as systemd does
