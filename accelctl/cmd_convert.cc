@@ -22,6 +22,7 @@
 #include "accelctl/registry_flags.h"
 #include "accelctl/store_flags.h"
 #include "accelctl/transfer.h"
+#include "common/labels.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "registry/client.h"
@@ -35,12 +36,6 @@ namespace {
 using registry::Client;
 using registry::Descriptor;
 using registry::Reference;
-
-// The annotations of the target image contract (DESIGN.md): containerd
-// hands layer annotations under "containerd.io/snapshot/" to the
-// snapshotter as Prepare labels.
-constexpr char kDiffIdAnnotation[] = "containerd.io/snapshot/accel.diff-id";
-constexpr char kStoreIdAnnotation[] = "containerd.io/snapshot/accel.store-id";
 
 constexpr char kConvertUsage[] = R"(Usage: accelctl convert [flags] SOURCE [TARGET]
 
@@ -111,17 +106,6 @@ class ConvertProgress {
   absl::Time last_draw_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
-bool IsTarLayer(absl::string_view media_type) {
-  return media_type == registry::media::kOciLayer || media_type == registry::media::kOciLayerGzip ||
-         media_type == registry::media::kOciLayerZstd ||
-         media_type == registry::media::kDockerLayerGzip ||
-         media_type == "application/vnd.docker.image.rootfs.diff.tar" ||
-         media_type == "application/vnd.oci.image.layer.nondistributable.v1.tar" ||
-         media_type == "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" ||
-         media_type == "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" ||
-         media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-}
-
 // The diff ids from the image config, one per layer.
 absl::StatusOr<std::vector<std::string>> DiffIds(Client& client, const Reference& src,
                                                  const registry::Manifest& manifest) {
@@ -172,7 +156,7 @@ absl::Status Convert(Client& client, const store::Store& store, const Reference&
   ACCEL_ASSIGN_OR_RETURN(Client::ResolvedImage image, client.ResolveImage(src, platform));
   const registry::Manifest& manifest = image.parsed;
   for (const Descriptor& l : manifest.layers) {
-    if (!IsTarLayer(l.media_type)) {
+    if (!registry::IsTarLayerMediaType(l.media_type)) {
       return absl::UnimplementedError(absl::StrCat("layer ", l.digest, " has media type ",
                                                    l.media_type,
                                                    ", which is not a tar layer accel can preload"));
@@ -247,8 +231,8 @@ absl::Status Convert(Client& client, const store::Store& store, const Reference&
     if (!layer.contains("annotations") || !layer["annotations"].is_object()) {
       layer["annotations"] = nlohmann::json::object();
     }
-    layer["annotations"][kDiffIdAnnotation] = diff_ids[i];
-    layer["annotations"][kStoreIdAnnotation] = store.id();
+    layer["annotations"][kStoreLayerLabel] = diff_ids[i];
+    layer["annotations"][kStoreIdLabel] = store.id();
   }
   const std::string target_bytes = doc.dump();
 

@@ -21,6 +21,7 @@
 #include "accelctl/registry_flags.h"
 #include "accelctl/transfer.h"
 #include "common/decompress.h"
+#include "common/labels.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
@@ -37,8 +38,6 @@ namespace {
 using registry::Client;
 using registry::Descriptor;
 using registry::Reference;
-
-constexpr char kUncompressedSizeAnnotation[] = "io.containers.estargz.uncompressed-size";
 
 constexpr char kEstargzUsage[] = R"(Usage: accelctl estargz [flags] SOURCE TARGET
 
@@ -207,7 +206,7 @@ absl::Status ConvertImage(Client& client, const Reference& src, const Reference&
                       {"digest", d.digest},
                       {"size", d.size},
                       {"annotations",
-                       {{estargz::kTocDigestAnnotation, b.toc_digest},
+                       {{kTocDigestAnnotation, b.toc_digest},
                         {kUncompressedSizeAnnotation, absl::StrCat(b.uncompressed_size)}}}});
   }
   const std::string new_config = config.dump();

@@ -20,7 +20,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +35,9 @@
 #include "accelctl/commands.h"
 #include "accelctl/registry_flags.h"
 #include "accelctl/transfer.h"
+#include "common/chain_id.h"
+#include "common/labels.h"
+#include "common/random.h"
 #include "common/status_macros.h"
 #include "containerd/services/content/v1/content.grpc.pb.h"
 #include "containerd/services/diff/v1/diff.grpc.pb.h"
@@ -43,10 +45,8 @@
 #include "containerd/services/leases/v1/leases.grpc.pb.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "registry/client.h"
-#include "registry/digest.h"
 #include "registry/manifest.h"
 #include "registry/reference.h"
-#include "snapshotter/remote_layers.h"
 
 namespace accel::ctl {
 namespace {
@@ -84,25 +84,8 @@ line per layer on stdout, and a byte counter on a terminal. Interrupted
 
 )";
 
-using snapshotter::kCriDigestLabel;
-using snapshotter::kCriImageLayersLabel;
-using snapshotter::kCriRefLabel;
-using snapshotter::kSnapshotLabelPrefix;
-using snapshotter::kTargetRefLabel;
 constexpr size_t kWriteChunk = 1 << 20;
 constexpr int kWriteWindow = 4;
-
-std::string RandomHex(int bytes) {
-  std::random_device rd;
-  std::string out;
-  static const char kHex[] = "0123456789abcdef";
-  for (int i = 0; i < bytes; ++i) {
-    unsigned v = rd() & 0xff;
-    out += kHex[v >> 4];
-    out += kHex[v & 15];
-  }
-  return out;
-}
 
 absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -183,7 +166,7 @@ class Containerd {
     req.set_id(absl::StrCat("accelctl-pull-", RandomHex(8)));
     // Deleted at the end; the expiry (containerd's client uses 24 hours
     // too) only frees what a crashed pull left.
-    (*req.mutable_labels())["containerd.io/gc.expire"] =
+    (*req.mutable_labels())[kGcExpireLabel] =
         absl::FormatTime(absl::RFC3339_sec, absl::Now() + absl::Hours(24), absl::UTCTimeZone());
     leasespb::CreateResponse resp;
     ACCEL_RETURN_IF_ERROR(FromGrpc(leases_->Create(&ctx, req, &resp), "create lease"));
@@ -593,11 +576,10 @@ class Prefetcher {
 // builds it: the digests from layer i upward, as many as fit containerd's
 // limit of 4096 bytes for a label's key and value.
 std::string ImageLayersLabel(const std::vector<Descriptor>& layers, size_t i) {
-  constexpr size_t kMaxLabel = 4096;
   std::string out;
   for (size_t k = i; k < layers.size(); ++k) {
     const size_t add = layers[k].digest.size() + (out.empty() ? 0 : 1);
-    if (std::strlen(kCriImageLayersLabel) + out.size() + add > kMaxLabel) break;
+    if (std::strlen(kCriImageLayersLabel) + out.size() + add > kMaxLabelBytes) break;
     if (!out.empty()) out += ',';
     out += layers[k].digest;
   }
@@ -612,12 +594,7 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
   ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids,
                          registry::ConfigDiffIds(config, manifest));
   const size_t n = manifest.layers.size();
-  std::vector<std::string> chains;
-  for (size_t i = 0; i < n; ++i) {
-    chains.push_back(i == 0
-                         ? diff_ids[0]
-                         : registry::Sha256Digest(absl::StrCat(chains.back(), " ", diff_ids[i])));
-  }
+  const std::vector<std::string> chains = ChainIds(diff_ids);
   progress.Line(absl::StrCat("pulling ", ref.String(), " (", image.manifest.descriptor.digest,
                              "): ", n, " layer(s) for snapshotter ", opts.snapshotter));
 
@@ -699,7 +676,7 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
                                                 ", but the config says ", diff_ids[i]));
       }
       // Recorded as containerd's unpacker does.
-      ACCEL_RETURN_IF_ERROR(ctd.LabelBlob(layer.digest, {{"containerd.io/uncompressed", applied}}));
+      ACCEL_RETURN_IF_ERROR(ctd.LabelBlob(layer.digest, {{kUncompressedLabel, applied}}));
       absl::Status committed = ctd.Commit(opts.snapshotter, chain, key);
       if (absl::IsAlreadyExists(committed)) {
         raced = true;  // another pull unpacked it first: use theirs
@@ -722,14 +699,14 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
   };
   ACCEL_RETURN_IF_ERROR(ctd.WriteBlob(manifest.config, bytes_of(config)).status());
   if (n > 0) {
-    ACCEL_RETURN_IF_ERROR(ctd.LabelBlob(
-        manifest.config.digest,
-        {{absl::StrCat("containerd.io/gc.ref.snapshot.", opts.snapshotter), chains.back()}}));
+    ACCEL_RETURN_IF_ERROR(
+        ctd.LabelBlob(manifest.config.digest,
+                      {{absl::StrCat(kGcRefSnapshotPrefix, opts.snapshotter), chains.back()}}));
   }
   std::map<std::string, std::string> manifest_labels = {
-      {"containerd.io/gc.ref.content.config", manifest.config.digest}};
+      {kGcRefContentConfig, manifest.config.digest}};
   for (size_t i = 0; i < n; ++i) {
-    manifest_labels[absl::StrCat("containerd.io/gc.ref.content.l.", i)] = manifest.layers[i].digest;
+    manifest_labels[absl::StrCat(kGcRefContentLayerPrefix, i)] = manifest.layers[i].digest;
   }
   const Descriptor& md = image.manifest.descriptor;
   ACCEL_RETURN_IF_ERROR(ctd.WriteBlob(md, bytes_of(image.manifest.bytes)).status());
@@ -740,7 +717,7 @@ absl::Status Pull(Client& client, Containerd& ctd, const Reference& ref, const P
     const Descriptor& id = image.index->descriptor;
     ACCEL_RETURN_IF_ERROR(ctd.WriteBlob(id, bytes_of(image.index->bytes)).status());
     ACCEL_RETURN_IF_ERROR(
-        ctd.LabelBlob(id.digest, {{"containerd.io/gc.ref.content.m.0", md.digest}}));
+        ctd.LabelBlob(id.digest, {{absl::StrCat(kGcRefContentManifestPrefix, 0), md.digest}}));
     target = id;
   }
   ACCEL_RETURN_IF_ERROR(ctd.PutImage(opts.name, target));

@@ -22,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/labels.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 
 namespace {
@@ -64,7 +65,7 @@ bool Prepare(pb::Snapshots::Stub& stub, const std::string& sn, const std::string
   req.set_parent(parent);
   // Without a lease or this label containerd's GC may collect the snapshot
   // between our calls.
-  (*req.mutable_labels())["containerd.io/gc.root"] = "bench";
+  (*req.mutable_labels())[accel::kGcRootLabel] = "bench";
   pb::PrepareSnapshotResponse resp;
   return Check(stub.Prepare(&ctx, req, &resp), "prepare " + key);
 }
@@ -77,7 +78,7 @@ bool Commit(pb::Snapshots::Stub& stub, const std::string& sn, const std::string&
   req.set_snapshotter(sn);
   req.set_name(name);
   req.set_key(key);
-  (*req.mutable_labels())["containerd.io/gc.root"] = "bench";
+  (*req.mutable_labels())[accel::kGcRootLabel] = "bench";
   google::protobuf::Empty resp;
   return Check(stub.Commit(&ctx, req, &resp), "commit " + key);
 }

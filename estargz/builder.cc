@@ -37,13 +37,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "common/errno_status.h"
+#include "common/layer_path.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
 #include "estargz/codec.h"
 #include "estargz/footer.h"
 #include "estargz/toc.h"
-#include "store/index_format.h"
 
 namespace accel::estargz {
 namespace {
@@ -56,13 +56,6 @@ using DataFn = std::function<absl::StatusOr<size_t>(char*, size_t)>;
 
 bool IsFormatName(absl::string_view path) {
   return path == kTocName || path == kPrefetchLandmark || path == kNoPrefetchLandmark;
-}
-
-using store::CleanTarName;
-
-std::string ParentOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? std::string() : path.substr(0, slash);
 }
 
 // ---------------------------------------------------------------------------
@@ -301,7 +294,7 @@ class Emitter {
     bool regular = false;
     if (const char* hl = archive_entry_hardlink(ae); hl != nullptr) {
       ACCEL_ASSIGN_OR_RETURN(std::string target,
-                             CleanTarName(hl, absl::StrCat("hard link target of ", quoted)));
+                             CleanLayerPath(hl, absl::StrCat("hard link target of ", quoted)));
       obj.Str("type", "hardlink").Str("linkName", target);
       archive_entry_set_size(ae, 0);
     } else {
@@ -646,7 +639,7 @@ class Prioritizer {
     auto it = last_.find(path);
     if (it == last_.end()) return false;
     if (!visiting_.insert(path).second) return true;  // a hard-link loop: the parser will say
-    Move(ParentOf(path));
+    Move(std::string(LayerPathParent(path)));
     const Indexed& e = all_[it->second];
     if (!e.hardlink_target.empty()) Move(e.hardlink_target);
     Take(it->second);
@@ -687,7 +680,8 @@ absl::Status EmitAll(TarIn& in, Emitter& emitter,
   for (;;) {
     ACCEL_ASSIGN_OR_RETURN(struct archive_entry * ae, in.Next());
     if (ae == nullptr) return absl::OkStatus();
-    ACCEL_ASSIGN_OR_RETURN(std::string path, CleanTarName(archive_entry_pathname(ae), "tar entry"));
+    ACCEL_ASSIGN_OR_RETURN(std::string path,
+                           CleanLayerPath(archive_entry_pathname(ae), "tar entry"));
     if (IsFormatName(path) || (skip && skip(path))) continue;
     const int64_t size = archive_entry_size(ae);
     ACCEL_RETURN_IF_ERROR(
@@ -734,11 +728,11 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
         ACCEL_ASSIGN_OR_RETURN(struct archive_entry * ae, in.Next());
         if (ae == nullptr) break;
         Indexed e;
-        ACCEL_ASSIGN_OR_RETURN(e.path, CleanTarName(archive_entry_pathname(ae), "tar entry"));
+        ACCEL_ASSIGN_OR_RETURN(e.path, CleanLayerPath(archive_entry_pathname(ae), "tar entry"));
         if (IsFormatName(e.path)) continue;
         e.header_pos = in.header_position();
         if (const char* hl = archive_entry_hardlink(ae); hl != nullptr) {
-          ACCEL_ASSIGN_OR_RETURN(e.hardlink_target, CleanTarName(hl, "hard link target"));
+          ACCEL_ASSIGN_OR_RETURN(e.hardlink_target, CleanLayerPath(hl, "hard link target"));
         }
         all.push_back(std::move(e));
       }
@@ -748,7 +742,7 @@ absl::StatusOr<BuildResult> Build(const TarInputFn& tar_input, const BlobSinkFn&
       std::string raw = p;
       raw.erase(0, raw.find_first_not_of('/'));
       if (raw.empty()) raw = ".";
-      ACCEL_ASSIGN_OR_RETURN(std::string path, CleanTarName(raw.c_str(), "prioritized path"));
+      ACCEL_ASSIGN_OR_RETURN(std::string path, CleanLayerPath(raw.c_str(), "prioritized path"));
       if (!prioritizer.Move(path)) {
         if (!options.allow_missing_prioritized) {
           return absl::NotFoundError(

@@ -15,11 +15,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "common/digest.h"
+#include "common/layer_path.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "estargz/codec.h"
 #include "estargz/toc_internal.h"
-#include "store/index_format.h"
 
 namespace accel::estargz {
 namespace {
@@ -139,27 +140,6 @@ int64_t* IntSlot(RawEntry& e, Field f) {
   }
 }
 
-// Cleans a TOC name like a tar member name ("./" prefix, "." parts,
-// repeated and trailing "/" go) and refuses what could escape the layer.
-absl::StatusOr<std::string> CleanName(absl::string_view raw) {
-  if (raw.empty()) return absl::InvalidArgumentError("empty name");
-  if (raw.front() == '/') return absl::InvalidArgumentError("absolute name");
-  std::string out;
-  size_t start = 0;
-  while (start <= raw.size()) {
-    size_t end = raw.find('/', start);
-    if (end == absl::string_view::npos) end = raw.size();
-    absl::string_view part = raw.substr(start, end - start);
-    start = end + 1;
-    if (part.empty() || part == ".") continue;
-    if (part == "..") return absl::InvalidArgumentError("name has a \"..\" component");
-    if (!out.empty()) out.push_back('/');
-    out.append(part.data(), part.size());
-  }
-  ACCEL_RETURN_IF_ERROR(store::ValidateLayerPath(out));
-  return out;
-}
-
 absl::StatusOr<EntryType> TypeOf(absl::string_view type) {
   if (type == "reg") return EntryType::kRegular;
   if (type == "dir") return EntryType::kDirectory;
@@ -236,7 +216,7 @@ class Assembler {
 
  private:
   absl::Status AddEntry(RawEntry& raw, const std::string& where) {
-    ACCEL_ASSIGN_OR_RETURN(std::string path, CleanName(raw.name));
+    ACCEL_ASSIGN_OR_RETURN(std::string path, CleanLayerPath(raw.name, "entry"));
     const size_t chunks_before = toc_.chunks.size();
     ACCEL_ASSIGN_OR_RETURN(EntryType type, TypeOf(raw.type));
     const bool meta = path == kTocName || path == kPrefetchLandmark || path == kNoPrefetchLandmark;
@@ -315,8 +295,8 @@ class Assembler {
         break;
       case EntryType::kHardlink: {
         if (raw.link_name.empty()) return absl::InvalidArgumentError("hard link without linkName");
-        absl::StatusOr<std::string> target = CleanName(raw.link_name);
-        if (!target.ok()) return Annotate(target.status(), "hard link target");
+        absl::StatusOr<std::string> target = CleanLayerPath(raw.link_name, "hard link target");
+        if (!target.ok()) return target.status();
         auto it = types_.find(*target);
         if (it == types_.end() || it->second != EntryType::kRegular) {
           return absl::InvalidArgumentError(
@@ -364,7 +344,7 @@ class Assembler {
         absl::StrCat("TOC entry ", index, " (chunk of \"",
                      absl::string_view(file_.path).substr(0, kMaxNameShown), "\")");
     if (!raw.name.empty()) {
-      absl::StatusOr<std::string> name = CleanName(raw.name);
+      absl::StatusOr<std::string> name = CleanLayerPath(raw.name, "chunk");
       if (!name.ok()) return Annotate(name.status(), where);
       if (*name != file_.path) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": names another file"));
@@ -814,18 +794,6 @@ absl::Span<const Chunk> Toc::FileChunks(uint64_t first_chunk, uint64_t file_size
   const uint64_t n = 1 + static_cast<uint64_t>(chunks[first_chunk].chunks_after);
   if (n > chunks.size() - first_chunk) return {};
   return absl::Span<const Chunk>(chunks.data() + first_chunk, static_cast<size_t>(n));
-}
-
-absl::Status ValidateSha256Digest(absl::string_view digest) {
-  constexpr absl::string_view kPrefix = "sha256:";
-  bool ok = digest.size() == kPrefix.size() + 64 && digest.substr(0, kPrefix.size()) == kPrefix;
-  for (size_t i = kPrefix.size(); ok && i < digest.size(); ++i) {
-    const char c = digest[i];
-    ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-  }
-  if (ok) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "\"", digest.substr(0, 80), "\" is not a sha256 digest (sha256:<64 lowercase hex>)"));
 }
 
 absl::StatusOr<Toc> ParseToc(absl::string_view json, Compression kind, uint64_t payload_end) {

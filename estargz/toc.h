@@ -35,6 +35,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/digest.h"
+#include "common/labels.h"
 #include "common/layer_entry.h"
 #include "estargz/footer.h"
 
@@ -45,8 +47,10 @@ namespace accel::estargz {
 inline constexpr char kTocName[] = "stargz.index.json";
 inline constexpr char kPrefetchLandmark[] = ".prefetch.landmark";
 inline constexpr char kNoPrefetchLandmark[] = ".no.prefetch.landmark";
-// The layer annotation holding the TOC digest.
-inline constexpr char kTocDigestAnnotation[] = "containerd.io/snapshot/stargz/toc.digest";
+// The layer annotation holding the TOC digest is kTocDigestAnnotation
+// (common/labels.h); this name stays until snapshotter/estargz_layers.cc
+// uses that header.
+using ::accel::kTocDigestAnnotation;
 
 // Bounds no real layer reaches; they keep a hostile TOC from exhausting
 // memory or time.
@@ -124,8 +128,5 @@ using ReadAtFn = std::function<absl::StatusOr<std::string>(uint64_t offset, uint
 // mismatch ("TOC digest mismatch").
 absl::StatusOr<Toc> ReadToc(const ReadAtFn& read_at, uint64_t blob_size,
                             absl::string_view expected_toc_digest);
-
-// OK if `digest` is "sha256:" followed by 64 lowercase hex digits.
-absl::Status ValidateSha256Digest(absl::string_view digest);
 
 }  // namespace accel::estargz

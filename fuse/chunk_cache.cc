@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/digest.h"
 #include "common/errno_status.h"
 #include "common/fs_util.h"
 #include "common/log.h"
@@ -18,16 +19,6 @@
 #include "common/status_macros.h"
 
 namespace accel::fuse {
-namespace {
-
-bool ValidKey(absl::string_view key) {
-  return key.size() == 64 && std::all_of(key.begin(), key.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<ChunkCache>> ChunkCache::Open(const Options& options) {
   if (options.dir.empty()) return absl::InvalidArgumentError("chunk cache directory is empty");
   ACCEL_RETURN_IF_ERROR(MkdirAll(options.dir, 0700));
@@ -56,9 +47,9 @@ absl::StatusOr<std::unique_ptr<ChunkCache>> ChunkCache::Open(const Options& opti
         struct stat st;
         if (name == "." || name == ".." || ::lstat(path.c_str(), &st) != 0) continue;
         if (!S_ISREG(st.st_mode)) continue;
-        if (!ValidKey(name)) {
+        if (!IsSha256Hex(name)) {
           // Temporaries of an interrupted Put ("<key>.tmp.<tid>"); nothing else is touched.
-          if (name.size() > 69 && ValidKey(name.substr(0, 64)) &&
+          if (name.size() > 69 && IsSha256Hex(name.substr(0, 64)) &&
               name.compare(64, 5, ".tmp.") == 0) {
             ::unlink(path.c_str());
           }
@@ -237,7 +228,7 @@ std::optional<std::shared_ptr<const std::string>> ChunkCache::Get(absl::string_v
 
 absl::Status ChunkCache::Put(absl::string_view key_view, std::shared_ptr<const std::string> data) {
   const std::string key(key_view);
-  if (!ValidKey(key))
+  if (!IsSha256Hex(key))
     return absl::InvalidArgumentError(absl::StrCat("invalid chunk key \"", key, "\""));
   {
     absl::MutexLock lock(&mu_);

@@ -11,11 +11,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/layer_path.h"
+#include "common/status_macros.h"
 
 namespace accel::fuse {
 namespace {
 
-constexpr size_t kMaxName = 255;          // NAME_MAX
 constexpr size_t kMaxLinkTarget = 4095;   // PATH_MAX - 1: symlink(2) refuses longer
 constexpr size_t kMaxXattrName = 255;     // XATTR_NAME_MAX
 constexpr size_t kMaxXattrValue = 65536;  // XATTR_SIZE_MAX
@@ -33,25 +34,6 @@ constexpr uint64_t kLenMask = (uint64_t{1} << kLenBits) - 1;
 absl::Status BadEntry(absl::string_view path, absl::string_view why) {
   return absl::InvalidArgumentError(
       absl::StrCat("layer entry \"", absl::CHexEscape(path), "\": ", why));
-}
-
-// Checks a non-root layer path: relative, no empty/./.. components, no NUL,
-// components of at most 255 bytes.
-absl::Status ValidatePath(absl::string_view path) {
-  if (path.front() == '/') return BadEntry(path, "absolute path");
-  if (path.find('\0') != absl::string_view::npos) return BadEntry(path, "NUL byte in path");
-  size_t start = 0;
-  while (true) {
-    size_t end = path.find('/', start);
-    absl::string_view comp =
-        path.substr(start, end == absl::string_view::npos ? absl::string_view::npos : end - start);
-    if (comp.empty()) return BadEntry(path, "empty path component");
-    if (comp == "." || comp == "..") return BadEntry(path, "\".\" or \"..\" path component");
-    if (comp.size() > kMaxName) return BadEntry(path, "name longer than 255 bytes");
-    if (end == absl::string_view::npos) break;
-    start = end + 1;
-  }
-  return absl::OkStatus();
 }
 
 uint32_t TypeBits(EntryType type) {
@@ -235,7 +217,7 @@ absl::Status TreeBuilder::Apply(LayerEntry& e) {
     SetMeta(nodes_[0], e, /*merge_xattrs=*/true);
     return absl::OkStatus();
   }
-  if (absl::Status s = ValidatePath(path); !s.ok()) return s;
+  if (absl::Status s = ValidateLayerPath(path); !s.ok()) return Annotate(s, "layer entry");
   if (absl::Status s = CheckXattrs(e); !s.ok()) return s;
 
   size_t slash = path.rfind('/');
@@ -272,7 +254,7 @@ absl::Status TreeBuilder::Apply(LayerEntry& e) {
       };
       if (target.empty()) return bad_link("empty target");
       if (target == path) return bad_link("links to itself");
-      if (!ValidatePath(target).ok()) return bad_link("invalid target path");
+      if (!ValidateLayerPath(target).ok()) return bad_link("invalid target path");
       size_t ts = target.rfind('/');
       absl::StatusOr<uint32_t> tdir = ResolveDir(
           ts == absl::string_view::npos ? "" : target.substr(0, ts), target, /*create=*/false);

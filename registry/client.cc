@@ -13,9 +13,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/digest.h"
 #include "common/log.h"
 #include "common/status_macros.h"
-#include "registry/digest.h"
 #include "registry/range.h"
 
 namespace accel::registry {
@@ -536,7 +536,7 @@ absl::StatusOr<Client::FetchedManifest> Client::FetchManifest(const Reference& r
           ACCEL_RETURN_IF_ERROR(Annotate(v.Verify(), "manifest"));
           digest = ref.digest;
         } else {
-          digest = Sha256Digest(resp.body);
+          digest = Sha256::Of(resp.body);
           std::string claimed = resp.Header("docker-content-digest");
           if (absl::StartsWith(claimed, "sha256:") && claimed != digest) {
             return absl::DataLossError(absl::StrCat("manifest digest mismatch: registry says ",

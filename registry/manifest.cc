@@ -8,7 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "registry/digest.h"
+#include "common/digest.h"
 
 namespace accel::registry {
 namespace {
@@ -107,6 +107,16 @@ bool IsIndexMediaType(absl::string_view mt) {
 
 bool IsManifestMediaType(absl::string_view mt) {
   return mt == media::kOciManifest || mt == media::kDockerManifest;
+}
+
+bool IsTarLayerMediaType(absl::string_view mt) {
+  for (const char* tar : {media::kOciLayer, media::kOciLayerGzip, media::kOciLayerZstd,
+                          media::kOciLayerNondistributable, media::kOciLayerNondistributableGzip,
+                          media::kOciLayerNondistributableZstd, media::kDockerLayer,
+                          media::kDockerLayerGzip, media::kDockerForeignLayerGzip}) {
+    if (mt == tar) return true;
+  }
+  return false;
 }
 
 std::string Platform::String() const {

@@ -1,6 +1,6 @@
 #pragma once
 
-// OCI and Docker v2 manifests and image indexes: media types, parsing with
+// OCI and Docker v2 manifests and image indexes: parsing with
 // shape validation (registries are untrusted), platform selection.
 //
 // Docker schema 1 manifests are not supported (rejected with a clear error).
@@ -14,34 +14,22 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/labels.h"
 
 namespace accel::registry {
 
-namespace media {
-inline constexpr char kOciManifest[] = "application/vnd.oci.image.manifest.v1+json";
-inline constexpr char kOciIndex[] = "application/vnd.oci.image.index.v1+json";
-inline constexpr char kOciConfig[] = "application/vnd.oci.image.config.v1+json";
-inline constexpr char kOciLayer[] = "application/vnd.oci.image.layer.v1.tar";
-inline constexpr char kOciLayerGzip[] = "application/vnd.oci.image.layer.v1.tar+gzip";
-inline constexpr char kOciLayerZstd[] = "application/vnd.oci.image.layer.v1.tar+zstd";
-inline constexpr char kDockerManifest[] = "application/vnd.docker.distribution.manifest.v2+json";
-inline constexpr char kDockerManifestList[] =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
-inline constexpr char kDockerConfig[] = "application/vnd.docker.container.image.v1+json";
-inline constexpr char kDockerLayerGzip[] = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-// Accept header for manifest requests: every kind we can parse.
-inline constexpr char kManifestAccept[] =
-    "application/vnd.oci.image.index.v1+json, "
-    "application/vnd.docker.distribution.manifest.list.v2+json, "
-    "application/vnd.oci.image.manifest.v1+json, "
-    "application/vnd.docker.distribution.manifest.v2+json";
-}  // namespace media
+// The media type names are in common/labels.h (registry::media::kX
+// is accel::media::kX).
+namespace media = ::accel::media;
 
 // Manifests larger than this are refused (containerd uses the same bound).
 inline constexpr int64_t kMaxManifestSize = 4 << 20;
 
 bool IsIndexMediaType(absl::string_view media_type);
 bool IsManifestMediaType(absl::string_view media_type);
+// True for a layer that is a tar stream (plain, gzip or zstd; OCI or Docker,
+// distributable or not).
+bool IsTarLayerMediaType(absl::string_view media_type);
 
 struct Platform {
   std::string os;

@@ -4,7 +4,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "registry/digest.h"
+#include "common/digest.h"
 
 namespace accel::registry {
 namespace {

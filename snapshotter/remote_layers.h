@@ -24,25 +24,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/labels.h"
 #include "snapshotter/types.h"
 
 namespace accel::snapshotter {
 
-// containerd sets this label on Prepare when the caller (its unpacker, the
-// CRI plugin, ctr-remote) allows a remote snapshot; the value is the name
-// the layer's committed snapshot should get (its chain id).
-inline constexpr char kTargetRefLabel[] = "containerd.io/snapshot.ref";
-// Labels containerd passes on from layer annotations carry this prefix.
-inline constexpr char kSnapshotLabelPrefix[] = "containerd.io/snapshot/";
-// What containerd's CRI plugin (and accelctl pull) set on each layer's
-// Prepare: the image reference, the layer blob's digest, and the digests
-// of the layers from this one up (as many as fit a label).
-inline constexpr char kCriRefLabel[] = "containerd.io/snapshot/cri.image-ref";
-inline constexpr char kCriDigestLabel[] = "containerd.io/snapshot/cri.layer-digest";
-inline constexpr char kCriImageLayersLabel[] = "containerd.io/snapshot/cri.image-layers";
-// accel records on a committed remote snapshot what serves it ("store",
-// "estargz"); Restore() gets the snapshot's labels back.
-inline constexpr char kRemoteKindLabel[] = "containerd.io/snapshot/accel.remote";
+// The label names (kTargetRefLabel, kRemoteKindLabel, ...) are in
+// common/labels.h.
 
 // A committed remote snapshot, as restore needs it.
 struct RemoteSnapshot {

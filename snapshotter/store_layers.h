@@ -28,8 +28,8 @@
 
 namespace accel::snapshotter {
 
-inline constexpr char kStoreLayerLabel[] = "containerd.io/snapshot/accel.diff-id";
-inline constexpr char kStoreIdLabel[] = "containerd.io/snapshot/accel.store-id";
+// The labels naming a store layer (kStoreLayerLabel, kStoreIdLabel) are in
+// common/labels.h.
 inline constexpr char kStoreKind[] = "store";
 
 // What `accelctl status` shows about the store.

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/layer_path.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
@@ -82,59 +83,6 @@ class Reader {
 };
 
 }  // namespace
-
-absl::Status ValidateLayerPath(absl::string_view path) {
-  if (path.empty()) return absl::OkStatus();
-  auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid path \"", path.substr(0, 300), "\": ", why));
-  };
-  if (path.size() > kMaxPathBytes) return bad("too long");
-  if (path.find('\0') != absl::string_view::npos) return bad("contains a NUL byte");
-  if (path.front() == '/') return bad("absolute");
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == absl::string_view::npos) end = path.size();
-    absl::string_view part = path.substr(start, end - start);
-    if (part.empty()) return bad("empty component");
-    if (part == ".") return bad("\".\" component");
-    if (part == "..") return bad("\"..\" component escapes the layer");
-    if (part.size() > 255) return bad("component longer than 255 bytes");
-    start = end + 1;
-  }
-  return absl::OkStatus();
-}
-
-// Turns a tar member name into a clean layer path: "./" prefixes, "."
-// components, repeated and trailing slashes go; absolute names and ".."
-// are refused (a layer must not reach outside itself).
-absl::StatusOr<std::string> CleanTarName(const char* raw, absl::string_view what) {
-  if (raw == nullptr) return absl::InvalidArgumentError(absl::StrCat(what, " has no name"));
-  absl::string_view name(raw);
-  if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " has no name"));
-  if (name.front() == '/') {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " \"", name.substr(0, 300), "\" has an absolute path"));
-  }
-  std::string out;
-  size_t start = 0;
-  while (start <= name.size()) {
-    size_t end = name.find('/', start);
-    if (end == absl::string_view::npos) end = name.size();
-    absl::string_view part = name.substr(start, end - start);
-    start = end + 1;
-    if (part.empty() || part == ".") continue;
-    if (part == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " \"", name.substr(0, 300), "\" escapes the layer (\"..\")"));
-    }
-    if (!out.empty()) out.push_back('/');
-    out.append(part.data(), part.size());
-  }
-  ACCEL_RETURN_IF_ERROR(ValidateLayerPath(out));
-  return out;
-}
 
 std::string EncodeIndex(const LayerIndex& index) {
   std::string out;

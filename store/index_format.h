@@ -21,8 +21,8 @@
 //   str = u32 length + bytes.
 //
 // Decoding treats the bytes as untrusted (the store is shared): the
-// checksum, every length, type, path and content range is checked before
-// use, and errors name what is wrong and where.
+// checksum, every length, type, path (ValidateLayerPath) and content range
+// is checked before use, and errors name what is wrong and where.
 
 #include <cstdint>
 #include <string>
@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/layer_entry.h"
+#include "common/layer_path.h"
 
 namespace accel::store {
 
@@ -39,7 +40,7 @@ inline constexpr uint32_t kIndexVersion = 1;
 // Bounds that no real layer reaches; they keep a hostile index from making
 // a reader allocate without limit.
 inline constexpr uint64_t kMaxEntries = 50'000'000;
-inline constexpr uint32_t kMaxPathBytes = 4096;
+inline constexpr uint32_t kMaxPathBytes = kMaxLayerPathBytes;
 inline constexpr uint32_t kMaxXattrs = 1024;
 inline constexpr uint32_t kMaxXattrValueBytes = 64 << 10;
 
@@ -53,16 +54,5 @@ std::string EncodeIndex(const LayerIndex& index);
 
 // `origin` names the file in errors.
 absl::StatusOr<LayerIndex> DecodeIndex(absl::string_view bytes, absl::string_view origin);
-
-// OK if `path` is a clean relative layer path: no leading '/', no empty,
-// "." or ".." components, no NUL, components of at most 255 bytes, at most
-// kMaxPathBytes in all. "" (the layer root) is valid.
-absl::Status ValidateLayerPath(absl::string_view path);
-
-// Turns a tar member name (or hard-link target) into a clean layer path:
-// "./" prefixes, "." components, repeated and trailing slashes go; an
-// absolute name or a ".." component is InvalidArgument naming `what` (a
-// layer must not reach outside itself). "" is the layer root.
-absl::StatusOr<std::string> CleanTarName(const char* raw, absl::string_view what);
 
 }  // namespace accel::store

@@ -26,10 +26,10 @@
 #include "common/decompress.h"
 #include "common/errno_status.h"
 #include "common/fs_util.h"
+#include "common/layer_path.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "store/store.h"
-#include "store/store_internal.h"
 
 namespace accel::store {
 namespace {
@@ -127,7 +127,7 @@ absl::Status ReadTar(struct archive* a, Feed& feed, DataWriter& data, LayerIndex
           absl::StrCat("layer has more than ", kMaxEntries, " entries"));
     }
     LayerEntry e;
-    ACCEL_ASSIGN_OR_RETURN(e.path, CleanTarName(archive_entry_pathname(ae), "tar entry"));
+    ACCEL_ASSIGN_OR_RETURN(e.path, CleanLayerPath(archive_entry_pathname(ae), "tar entry"));
     e.mode = archive_entry_perm(ae) & 07777;
     e.uid = static_cast<uint32_t>(archive_entry_uid(ae));
     e.gid = static_cast<uint32_t>(archive_entry_gid(ae));
@@ -151,7 +151,7 @@ absl::Status ReadTar(struct archive* a, Feed& feed, DataWriter& data, LayerIndex
     if (const char* hl = archive_entry_hardlink(ae); hl != nullptr) {
       e.type = EntryType::kHardlink;
       ACCEL_ASSIGN_OR_RETURN(e.link_target,
-                             CleanTarName(hl, absl::StrCat("hard link target of ", quoted())));
+                             CleanLayerPath(hl, absl::StrCat("hard link target of ", quoted())));
       auto it = types.find(e.link_target);
       if (it == types.end() ||
           (it->second != EntryType::kRegular && it->second != EntryType::kHardlink)) {

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,12 +14,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/digest.h"
 #include "common/errno_status.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "common/random.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
-#include "store/store_internal.h"
 
 namespace accel::store {
 namespace {
@@ -82,11 +82,6 @@ absl::StatusOr<std::string> ReadAll(int fd, const std::string& what, size_t max)
     got += static_cast<size_t>(n);
   }
   return bytes;
-}
-
-bool IsLowerHex(absl::string_view s) {
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 // Lists the names in `dir` (without "." and ".."). A missing dir is empty.
@@ -159,33 +154,6 @@ std::string ImagePath(const std::string& dir, absl::string_view target) {
 }
 
 }  // namespace
-
-std::string RandomHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  size_t got = 0;
-  while (got < bytes) {
-    ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    ACCEL_CHECK(n > 0);
-    got += static_cast<size_t>(n);
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (char c : raw) {
-    out.push_back(kHex[(static_cast<uint8_t>(c) >> 4) & 15]);
-    out.push_back(kHex[static_cast<uint8_t>(c) & 15]);
-  }
-  return out;
-}
-
-absl::Status ValidateDiffId(absl::string_view diff_id) {
-  if (!absl::StartsWith(diff_id, "sha256:") || diff_id.size() != 71 ||
-      !IsLowerHex(diff_id.substr(7))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid layer digest \"", diff_id.substr(0, 100), "\" (want sha256:<64 hex>)"));
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir_in, bool create) {
   if (dir_in.empty()) return absl::InvalidArgumentError("store directory is empty");

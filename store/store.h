@@ -27,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/digest.h"
 #include "common/layer_entry.h"
 #include "common/unique_fd.h"
 #include "store/index_format.h"
@@ -139,6 +140,8 @@ class Store {
 };
 
 // Accepts only "sha256:<64 lowercase hex>" (the store's key).
-absl::Status ValidateDiffId(absl::string_view diff_id);
+inline absl::Status ValidateDiffId(absl::string_view diff_id) {
+  return ValidateSha256Digest(diff_id);
+}
 
 }  // namespace accel::store

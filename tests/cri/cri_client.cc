@@ -28,11 +28,11 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/random.h"
 #include "k8s/cri/runtime_v1.grpc.pb.h"
 
 namespace {
@@ -74,14 +74,6 @@ bool Check(const grpc::Status& s, const std::string& what) {
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
     std::fprintf(stderr, "cri_client: is containerd listening on that address?\n");
   return false;
-}
-
-std::string RandomHex(int n) {
-  static const char* digits = "0123456789abcdef";
-  std::random_device rd;
-  std::string out;
-  for (int i = 0; i < n; ++i) out.push_back(digits[rd() % 16]);
-  return out;
 }
 
 int Pull(const std::shared_ptr<grpc::Channel>& ch, const std::string& image,
@@ -144,11 +136,11 @@ class Pod {
 
   int Run(const std::string& image, const std::vector<std::string>& cmd) {
     if (!MakeLogDir()) return kClientError;
-    std::string name = "cri-client-" + RandomHex(8);
+    std::string name = "cri-client-" + accel::RandomHex(4);
 
     rt::PodSandboxConfig& sb = sandbox_config_;
     sb.mutable_metadata()->set_name(name);
-    sb.mutable_metadata()->set_uid(RandomHex(32));
+    sb.mutable_metadata()->set_uid(accel::RandomHex(16));
     sb.mutable_metadata()->set_namespace_("e2e");
     // No hostname: a host-network pod shares the node's UTS namespace, where
     // runc refuses to set one.

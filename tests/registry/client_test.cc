@@ -18,7 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "registry/digest.h"
+#include "common/digest.h"
 #include "tests/testing/status_matchers.h"
 
 namespace accel::registry {
@@ -185,7 +185,7 @@ std::unique_ptr<Client> MakeClient(std::vector<absl::Duration>* sleeps) {
 Descriptor BlobDescriptor(const std::string& blob) {
   Descriptor d;
   d.media_type = media::kOciLayerGzip;
-  d.digest = Sha256Digest(blob);
+  d.digest = Sha256::Of(blob);
   d.size = static_cast<int64_t>(blob.size());
   return d;
 }
@@ -213,7 +213,7 @@ TEST(ClientTest, DigestMismatchIsDataLossAndNotRetried) {
   auto client = MakeClient(&sleeps);
   ASSERT_OK_AND_ASSIGN(Reference repo, ParseReference(server.host() + "/repo"));
   Descriptor d = BlobDescriptor(blob);
-  d.digest = Sha256Digest("something else");
+  d.digest = Sha256::Of("something else");
   absl::StatusOr<std::string> got = client->FetchBlobBytes(repo, d, 1 << 20);
   EXPECT_THAT(got, StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_EQ(server.ranges().size(), 1u);
@@ -248,7 +248,7 @@ TEST(ClientTest, StatBlob) {
   auto client = MakeClient(&sleeps);
   ASSERT_OK_AND_ASSIGN(Reference repo, ParseReference(server.host() + "/repo"));
   ASSERT_OK_AND_ASSIGN(std::optional<int64_t> size,
-                       client->StatBlob(repo, Sha256Digest(blob), kCapPull));
+                       client->StatBlob(repo, Sha256::Of(blob), kCapPull));
   ASSERT_TRUE(size.has_value());
   EXPECT_EQ(*size, static_cast<int64_t>(blob.size()));
 }

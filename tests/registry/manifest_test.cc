@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include "registry/digest.h"
 #include "tests/testing/status_matchers.h"
 
 namespace accel::registry {
@@ -21,26 +20,6 @@ std::string ManifestJson(const std::string& layer_size = "10") {
          R"(","size":5},
     "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":")" +
          kD2 + R"(","size":)" + layer_size + R"(,"annotations":{"a":"b"}}]})";
-}
-
-TEST(DigestTest, Validate) {
-  EXPECT_OK(ValidateDigest(kD1));
-  EXPECT_OK(ValidateDigest("sha512:" + std::string(128, 'a')));
-  EXPECT_THAT(ValidateDigest("sha256:" + std::string(64, 'A')),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(ValidateDigest("sha256:abc"), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(ValidateDigest("md5:" + std::string(32, 'a')),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-}
-
-TEST(DigestTest, VerifierStreams) {
-  std::string want = Sha256Digest("hello world");
-  EXPECT_EQ(want, "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
-  ASSERT_OK_AND_ASSIGN(DigestVerifier v, DigestVerifier::Create(want));
-  v.Update("hello ");
-  EXPECT_THAT(v.Verify(), StatusIs(absl::StatusCode::kDataLoss));
-  v.Update("world");
-  EXPECT_OK(v.Verify());
 }
 
 TEST(ManifestTest, ParsesManifest) {
