@@ -8,6 +8,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/fs_util.h"
+#include "common/labels.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "estargz/toc.h"
@@ -19,8 +20,6 @@
 namespace accel::snapshotter {
 namespace {
 
-constexpr char kStargzRefLabel[] = "containerd.io/snapshot/remote/stargz.reference";
-constexpr char kStargzDigestLabel[] = "containerd.io/snapshot/remote/stargz.digest";
 
 // Prioritized files are fetched in ranges this big; the background fetch
 // in ranges of kBackgroundRange so a read is never stuck behind a long one.
@@ -123,7 +122,7 @@ std::optional<LayerMatch> EstargzLayers::Identify(const Labels& labels) {
   const std::string digest = LabelOf(labels, kStargzDigestLabel, kCriDigestLabel);
   if (ref.empty() || digest.empty()) return std::nullopt;
   // The diff id is known only when the image also names its store layer.
-  auto diff = labels.find("containerd.io/snapshot/accel.diff-id");
+  auto diff = labels.find(kStoreLayerLabel);
   return LayerMatch{kEstargzKind, digest, diff == labels.end() ? "" : diff->second};
 }
 
@@ -134,7 +133,7 @@ absl::StatusOr<std::optional<LoadedLayer>> EstargzLayers::Load(const Labels& lab
   const std::string& digest = match.layer;
   ACCEL_ASSIGN_OR_RETURN(registry::Reference ref, registry::ParseReference(ref_text));
   ACCEL_RETURN_IF_ERROR(registry::ValidateDigest(digest));
-  auto toc_label = labels.find(estargz::kTocDigestAnnotation);
+  auto toc_label = labels.find(kTocDigestAnnotation);
   const std::string toc_digest = toc_label == labels.end() ? "" : toc_label->second;
   // Only what can be verified is served lazily, and the TOC is verified
   // against the manifest's annotation: a layer without one is left to

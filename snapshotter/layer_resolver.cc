@@ -2,14 +2,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
-#include "common/sha256.h"
+#include "common/chain_id.h"
+#include "common/labels.h"
 #include "snapshotter/remote_layers.h"
 
 namespace accel::snapshotter {
-
-std::string ChainId(const std::string& parent_chain, const std::string& diff_id) {
-  return parent_chain.empty() ? diff_id : Sha256::Of(absl::StrCat(parent_chain, " ", diff_id));
-}
 
 absl::StatusOr<std::optional<LayerResolver::Resolved>> LayerResolver::Resolve(
     const Labels& labels, const std::string& parent) {

@@ -64,10 +64,6 @@ class LayerSource {
   virtual void Unmounted(const std::string& mountpoint) { (void)mountpoint; }
 };
 
-// containerd's chain id of a layer above `parent_chain` ("" for the bottom
-// layer): the diff id itself, or sha256("<parent chain> <diff id>").
-std::string ChainId(const std::string& parent_chain, const std::string& diff_id);
-
 class LayerResolver {
  public:
   // Sources are asked in the order added; `source` must outlive this.

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/labels.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "fuse/file_source.h"

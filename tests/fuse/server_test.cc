@@ -28,6 +28,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "fuse/mountinfo.h"
+#include "fuse/protocol.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -747,6 +749,51 @@ TEST_F(FuseServerTest, ExternalUnmountIsNoticed) {
   ASSERT_OK(MountLayer(*server, mp, tree, source, "accel-test"));
   EXPECT_EQ(ReadAll(mp + "/f").value_or("?"), "x");
   EXPECT_OK(server->Unmount(mp));
+}
+
+// A restart: one server mounts and goes away leaving the mount; a reader
+// blocks meanwhile; a second server adopts the kept descriptor with the
+// negotiated parameters (no INIT) and serves the reader. Then Fail makes
+// reads EIO, never an empty file.
+TEST_F(FuseServerTest, AdoptedConnectionServesWaitingReadersWithoutInit) {
+  TestLayer layer;
+  layer.AddFile("f", "adopted\n");
+  auto tree = layer.Tree();
+  auto source = layer.Source(tmp_.path() + "/data");
+  const std::string mp = MakeDir("mnt");
+  FuseServer::Options keep{2, 1, /*unmount_on_destroy=*/false};
+  auto first = FuseServer::Start(keep);
+  ASSERT_OK(first.status());
+  ASSERT_OK_AND_ASSIGN(proto::ConnParams conn,
+                       (*first)->Mount(mp, {tree, source}, FuseServer::Pool::kLocal, "accel-test"));
+  EXPECT_TRUE(conn.initialized());
+  ASSERT_OK_AND_ASSIGN(UniqueFd kept, (*first)->DupDevice(mp));
+  first->reset();  // the "daemon" exits; the kept descriptor holds the connection
+
+  std::atomic<bool> done{false};
+  std::string got;
+  std::thread reader([&] {
+    got = ReadAll(mp + "/f").value_or("<error>");
+    done = true;
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_FALSE(done) << "the reader waits while nobody serves";
+
+  auto second = FuseServer::Start(FuseServer::Options{2, 1});
+  ASSERT_OK(second.status());
+  ASSERT_OK((*second)->Adopt(mp, std::move(kept), conn, FuseServer::Pool::kLocal));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_FALSE(done) << "adopted but not served yet: still waiting";
+  ASSERT_OK((*second)->Serve(mp, {tree, source}));
+  reader.join();
+  EXPECT_EQ(got, "adopted\n");
+
+  ASSERT_OK((*second)->Fail(mp));
+  int fd = open((mp + "/g").c_str(), O_RDONLY);
+  EXPECT_LT(fd, 0);
+  EXPECT_EQ(errno, EIO) << "an unservable layer is EIO, never empty";
+  if (fd >= 0) close(fd);
+  EXPECT_OK((*second)->Unmount(mp));
 }
 
 TEST_F(FuseServerTest, DestructorUnmountsEverything) {
