@@ -37,8 +37,8 @@ std::string EstargzSource::KeyOf(const Chunk& chunk) {
 }
 
 absl::StatusOr<std::string> EstargzSource::ReadBlob(uint64_t offset, uint64_t length) {
-  ACCEL_ASSIGN_OR_RETURN(std::string bytes, blob_->ReadAt(static_cast<int64_t>(offset),
-                                                          static_cast<int64_t>(length)));
+  ACCEL_ASSIGN_OR_RETURN(std::string bytes,
+                         blob_->ReadAt(static_cast<int64_t>(offset), static_cast<int64_t>(length)));
   if (bytes.size() != length) {
     return absl::DataLossError(absl::StrCat("short read of layer ", layer_, " at ", offset,
                                             ": got ", bytes.size(), " of ", length, " bytes"));

@@ -22,7 +22,7 @@ namespace accel::fuse::internal {
 struct ServedLayer {
   std::shared_ptr<const LayerTree> tree;
   std::shared_ptr<FileSource> source;
-  std::string name;                            // for log lines (mountpoint)
+  std::string name;                                    // for log lines (mountpoint)
   mutable std::atomic<bool> read_error_logged{false};  // read errors are logged once
 };
 

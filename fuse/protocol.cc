@@ -72,7 +72,8 @@ absl::StatusOr<ConnParams> ConnParams::Parse(absl::string_view text) {
   ConnParams c;
   std::vector<absl::string_view> parts = absl::StrSplit(text, ' ', absl::SkipEmpty());
   auto bad = [&] {
-    return absl::InvalidArgumentError(absl::StrCat("bad FUSE connection parameters \"", text, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad FUSE connection parameters \"", text, "\""));
   };
   if (parts.size() != 5) return bad();
   std::pair<absl::string_view, absl::string_view> version = absl::StrSplit(parts[0], '.');
@@ -173,9 +174,9 @@ absl::StatusOr<InitResult> NegotiateInit(const Request& req, const InitOptions& 
     return result;
   }
   if (in.major < kOurMajor || in.minor < kMinMinor) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "kernel FUSE protocol ", in.major, ".", in.minor, " is older than the oldest served, ",
-        kOurMajor, ".", kMinMinor));
+    return absl::FailedPreconditionError(
+        absl::StrCat("kernel FUSE protocol ", in.major, ".", in.minor,
+                     " is older than the oldest served, ", kOurMajor, ".", kMinMinor));
   }
   const uint32_t minor = std::min(in.minor, OurMinor());
   out.minor = minor;

@@ -31,7 +31,7 @@
 namespace accel::fuse::proto {
 
 inline constexpr uint32_t kOurMajor = 7;
-uint32_t OurMinor();                     // the uapi header's FUSE_KERNEL_MINOR_VERSION
+uint32_t OurMinor();                      // the uapi header's FUSE_KERNEL_MINOR_VERSION
 inline constexpr uint32_t kMinMinor = 9;  // oldest kernel protocol served
 // FUSE_NOTIFY_RESEND (protocol 7.40, Linux 6.9): asks the kernel to queue
 // again every request that was read but not answered. Defined here because
@@ -86,7 +86,7 @@ struct ReadArg {
   uint64_t offset = 0;
   uint32_t size = 0;
 };
-absl::StatusOr<ReadArg> ParseReadArg(const Request& req);  // READ, READDIR(PLUS)
+absl::StatusOr<ReadArg> ParseReadArg(const Request& req);   // READ, READDIR(PLUS)
 absl::StatusOr<uint32_t> OpenFlagsArg(const Request& req);  // OPEN, OPENDIR
 struct XattrArg {
   uint32_t size = 0;
@@ -141,8 +141,8 @@ class ReplyBuf {
   // returns false and appends nothing. `next_off` is the offset of the entry
   // after this one. For READDIRPLUS, `attr` == nullptr sends a nodeid-0
   // entry (the kernel neither looks it up nor counts a reference).
-  bool AddDirent(bool plus, absl::string_view name, uint64_t ino, uint32_t mode,
-                 uint64_t next_off, const Attr* attr, uint64_t timeout_sec, size_t limit);
+  bool AddDirent(bool plus, absl::string_view name, uint64_t ino, uint32_t mode, uint64_t next_off,
+                 const Attr* attr, uint64_t timeout_sec, size_t limit);
   // Raw space for a body of `len` bytes (e.g. a read), returned for filling.
   char* Grow(size_t len);
   // Drops body bytes past `len` (after a short read into Grow's space).

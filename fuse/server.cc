@@ -294,8 +294,8 @@ absl::Status FuseServer::Impl::Arm(MountRec* m) {
   return absl::OkStatus();
 }
 
-void FuseServer::Impl::Process(const Ticket& t, const char* buf, size_t len,
-                               internal::WorkerIo* io, proto::ReplyBuf* out) {
+void FuseServer::Impl::Process(const Ticket& t, const char* buf, size_t len, internal::WorkerIo* io,
+                               proto::ReplyBuf* out) {
   absl::StatusOr<proto::Request> req = proto::ParseRequest(buf, len);
   if (!req.ok()) {
     ACCEL_LOG(kError, "msg=\"malformed FUSE request\"", LogField("mountpoint", t.m->mountpoint),
@@ -313,7 +313,8 @@ void FuseServer::Impl::Process(const Ticket& t, const char* buf, size_t len,
     absl::StatusOr<proto::InitResult> init = proto::NegotiateInit(*req, proto::InitOptions{});
     if (!init.ok()) {
       ACCEL_LOG(kError, "msg=\"cannot initialise FUSE connection\"",
-                LogField("mountpoint", t.m->mountpoint), LogField("error", init.status().ToString()));
+                LogField("mountpoint", t.m->mountpoint),
+                LogField("error", init.status().ToString()));
       out->Error(EPROTO);
       WriteReply(fd, out->data(), out->size());
       return;
@@ -581,8 +582,8 @@ void FuseServer::Impl::Teardown(MountRec* m) {
     m->closing = true;
     armed = m->armed;
   }
-  if (armed) epoll_ctl(pools_[static_cast<int>(m->pool)].epoll.get(), EPOLL_CTL_DEL, m->fd.get(),
-                       nullptr);
+  if (armed)
+    epoll_ctl(pools_[static_cast<int>(m->pool)].epoll.get(), EPOLL_CTL_DEL, m->fd.get(), nullptr);
   absl::MutexLock l(&mu_);
   mu_.Await(absl::Condition(
       +[](MountRec* r) { return r->inflight == 0; }, m));

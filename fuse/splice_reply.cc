@@ -56,8 +56,7 @@ size_t MaxSplicedRead() {
   return std::min<size_t>(256, probe.pipe_pages - 2) * PageSize();
 }
 
-bool SpliceReadReply(WorkerIo* io, int fuse_fd, uint64_t unique, int fd, uint64_t pos,
-                     size_t len) {
+bool SpliceReadReply(WorkerIo* io, int fuse_fd, uint64_t unique, int fd, uint64_t pos, size_t len) {
   if (io->pipe_pages == 0) return false;
   const size_t page = PageSize();
   // Pipe slots: one for the header, one per page the range touches.

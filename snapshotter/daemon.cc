@@ -26,13 +26,13 @@
 #include "registry/auth.h"
 #include "registry/client.h"
 #include "snapshotter/cri_proxy.h"
-#include "snapshotter/fd_store.h"
-#include "snapshotter/listener.h"
-#include "snapshotter/mount_table.h"
 #include "snapshotter/estargz_layers.h"
+#include "snapshotter/fd_store.h"
 #include "snapshotter/grpc_service.h"
 #include "snapshotter/layer_resolver.h"
+#include "snapshotter/listener.h"
 #include "snapshotter/metastore.h"
+#include "snapshotter/mount_table.h"
 #include "snapshotter/snapshotter.h"
 #include "snapshotter/store_layers.h"
 
@@ -131,7 +131,8 @@ absl::StatusOr<UniqueFd> TakeListener(const std::string& address,
     UniqueFd fd = std::move(it->second);
     held.erase(it);
     if (IsListenerFor(fd.get(), address)) {
-      ACCEL_LOG(kInfo, "msg=\"serving on the kept listening socket\"", LogField("address", address));
+      ACCEL_LOG(kInfo, "msg=\"serving on the kept listening socket\"",
+                LogField("address", address));
       return fd;
     }
     fds.Remove(kListenFdName).IgnoreError();
@@ -230,8 +231,7 @@ absl::Status RunDaemon(const Config& config) {
   MountTable table(&resolver, mounter.get(), records.get(), fds.get(), std::move(held),
                    table_options);
   // Remote snapshots are restored in the background: RPCs are served now.
-  ACCEL_ASSIGN_OR_RETURN(auto sn,
-                         Snapshotter::Open(SnapshotterOptions{config.root, &table, ms}));
+  ACCEL_ASSIGN_OR_RETURN(auto sn, Snapshotter::Open(SnapshotterOptions{config.root, &table, ms}));
 
   auto snapshots = NewSnapshotsService(sn.get());
   auto daemon = NewDaemonService(

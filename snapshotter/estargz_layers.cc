@@ -20,7 +20,6 @@
 namespace accel::snapshotter {
 namespace {
 
-
 // Prioritized files are fetched in ranges this big; the background fetch
 // in ranges of kBackgroundRange so a read is never stuck behind a long one.
 constexpr uint64_t kPrefetchRange = 16 << 20;

@@ -46,8 +46,8 @@ class BlobOpener {
   virtual ~BlobOpener() = default;
   // A reader over blob `digest` of `ref`'s repository, its size asked of the
   // registry. NotFound if the registry does not have it.
-  virtual absl::StatusOr<std::shared_ptr<registry::BlobReader>> Open(
-      const registry::Reference& ref, const std::string& digest) = 0;
+  virtual absl::StatusOr<std::shared_ptr<registry::BlobReader>> Open(const registry::Reference& ref,
+                                                                     const std::string& digest) = 0;
   // The same for a blob whose size is known (no request is made).
   virtual std::shared_ptr<registry::BlobReader> OpenSized(const registry::Reference& ref,
                                                           const std::string& digest,

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/errno_status.h"
 #include "common/fs_util.h"
 #include "common/log.h"
@@ -122,8 +122,7 @@ int RunFdHolder(const std::string& socket_path) {
     const size_t first_held = 1 + clients.size();
     for (size_t i = 0; i < names.size(); ++i) {
       if (fds[first_held + i].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-        ACCEL_LOG(kInfo, "msg=\"fd holder drops a closed connection\"",
-                  LogField("name", names[i]));
+        ACCEL_LOG(kInfo, "msg=\"fd holder drops a closed connection\"", LogField("name", names[i]));
         held.erase(names[i]);
       }
     }

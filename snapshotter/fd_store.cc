@@ -12,8 +12,8 @@
 #include <cstring>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/errno_status.h"
@@ -69,7 +69,8 @@ class SystemdStore final : public FdStore {
     const std::string msg = absl::StrCat("FDSTORE=1\nFDNAME=", name);
     int r = sd_pid_notify_with_fds(0, 0, msg.c_str(), &fd, 1);
     if (r < 0) return ErrnoToStatus(-r, "sd_notify FDSTORE");
-    if (r == 0) return absl::FailedPreconditionError("not started by systemd ($NOTIFY_SOCKET unset)");
+    if (r == 0)
+      return absl::FailedPreconditionError("not started by systemd ($NOTIFY_SOCKET unset)");
     return absl::OkStatus();
   }
   absl::Status Remove(const std::string& name) override {

@@ -30,7 +30,7 @@ struct DaemonInfo {
   EstargzLayers* estargz_layers = nullptr;  // likewise
   MountTable* mounts = nullptr;             // likewise
   std::string fd_store;                     // the fd store's kind
-}; 
+};
 
 // Creates the containerd.services.snapshots.v1.Snapshots service. `sn` must
 // outlive it.

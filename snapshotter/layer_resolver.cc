@@ -1,9 +1,9 @@
 #include "snapshotter/layer_resolver.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/log.h"
 #include "common/chain_id.h"
 #include "common/labels.h"
+#include "common/log.h"
 #include "snapshotter/remote_layers.h"
 
 namespace accel::snapshotter {
@@ -21,7 +21,8 @@ absl::StatusOr<std::optional<LayerResolver::Resolved>> LayerResolver::Resolve(
     std::optional<LayerMatch> match = source->Identify(labels);
     if (!match) continue;
     if (!match->diff_id.empty() && target != ChainId(parent_chain, match->diff_id)) {
-      ACCEL_LOG(kWarn, "msg=\"layer labels do not match the layer's chain id; not served remotely\"",
+      ACCEL_LOG(kWarn,
+                "msg=\"layer labels do not match the layer's chain id; not served remotely\"",
                 LogField("kind", match->kind), LogField("layer", match->layer),
                 LogField("target", target), LogField("parent", parent));
       continue;

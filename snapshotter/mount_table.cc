@@ -135,8 +135,7 @@ absl::StatusOr<std::string> MountTable::Mount(const Labels& labels, const std::s
   LayerSource* source = resolved->source;
   ACCEL_ASSIGN_OR_RETURN(fuse::proto::ConnParams conn,
                          mounter_->Mount(mountpoint, resolved->loaded, source->pool()));
-  absl::Status s =
-      Persist(mountpoint, target->second, source->kind(), resolved->match.layer, conn);
+  absl::Status s = Persist(mountpoint, target->second, source->kind(), resolved->match.layer, conn);
   if (!s.ok()) {
     mounter_->Unmount(mountpoint).IgnoreError();
     return Annotate(s, "record mount of ", resolved->match.layer);
@@ -182,10 +181,11 @@ absl::Status MountTable::RestoreAll(std::vector<RemoteSnapshot> snapshots) {
     auto row = by_mp.find(snap.mountpoint);
     auto fd = held.find(FdName(snap.mountpoint));
     if (source != nullptr && row != by_mp.end() && fd != held.end()) {
-      absl::StatusOr<fuse::proto::ConnParams> conn = fuse::proto::ConnParams::Parse(row->second.conn);
-      absl::Status s = conn.ok() ? mounter_->Adopt(snap.mountpoint, std::move(fd->second), *conn,
-                                                   source->pool())
-                                 : conn.status();
+      absl::StatusOr<fuse::proto::ConnParams> conn =
+          fuse::proto::ConnParams::Parse(row->second.conn);
+      absl::Status s =
+          conn.ok() ? mounter_->Adopt(snap.mountpoint, std::move(fd->second), *conn, source->pool())
+                    : conn.status();
       if (s.ok()) {
         e.registered = true;
         e.adopted = true;
@@ -400,9 +400,9 @@ absl::Status MountTable::CheckServable(const std::vector<std::string>& mountpoin
     if (it == entries_.end()) continue;
     const Entry& e = it->second;
     if (e.state == State::kFailed || (e.state == State::kRestoring && !e.registered)) {
-      return absl::UnavailableError(absl::StrCat(
-          e.kind, " layer ", e.layer, " cannot be served: ",
-          e.error.empty() ? "still being restored" : e.error));
+      return absl::UnavailableError(
+          absl::StrCat(e.kind, " layer ", e.layer,
+                       " cannot be served: ", e.error.empty() ? "still being restored" : e.error));
     }
   }
   return absl::OkStatus();

@@ -76,8 +76,7 @@ absl::StatusOr<LoadedLayer> StoreLayers::LoadLayer(const store::Store& store,
 }
 
 absl::StatusOr<std::optional<LoadedLayer>> StoreLayers::Load(const Labels& labels,
-                                                             const LayerMatch& match,
-                                                             bool strict) {
+                                                             const LayerMatch& match, bool strict) {
   const std::string& diff_id = match.layer;
   if (store_dir_.empty()) {
     if (!strict) return std::nullopt;

@@ -29,7 +29,8 @@ using estargz::testing::StringInput;
 // The blob as the BlobReader EstargzSource reads from, counting reads.
 class MemoryBlob final : public registry::BlobReader {
  public:
-  MemoryBlob(const std::string& blob, int* calls) : read_(MemoryReader(blob, calls)), size_(blob.size()) {}
+  MemoryBlob(const std::string& blob, int* calls)
+      : read_(MemoryReader(blob, calls)), size_(blob.size()) {}
   int64_t size() const override { return static_cast<int64_t>(size_); }
   absl::StatusOr<std::string> ReadAt(int64_t offset, int64_t length) override {
     return read_(static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
@@ -126,8 +127,8 @@ TEST_F(EstargzSourceTest, ChunkSizeThatDoesNotMatchTheCachedChunkIsAnError) {
   // Another layer's TOC names the same chunk digest with another size.
   estargz::Toc lying = *toc_;
   lying.chunks[big_->data_offset].size = 999;
-  EstargzSource source(std::make_shared<const estargz::Toc>(lying), Blob(blob_, &calls),
-                       cache_, "lying");
+  EstargzSource source(std::make_shared<const estargz::Toc>(lying), Blob(blob_, &calls), cache_,
+                       "lying");
   std::string buf(100, '\0');
   absl::StatusOr<size_t> n = source.ReadAt(*big_, 0, buf.data(), buf.size());
   EXPECT_FALSE(n.ok()) << "served " << (n.ok() ? *n : 0) << " bytes of a chunk of another size";

@@ -110,8 +110,8 @@ TEST(ProtocolTest, InitWithANewerKernelAnswersOurMinor) {
 
 TEST(ProtocolTest, InitWithAnOldKernelUsesCompatSizes) {
   // 7.19: a 16-byte init_in (no flags2) and a 24-byte init_out.
-  ASSERT_OK_AND_ASSIGN(proto::InitResult r,
-                       Init(7, 19, FUSE_ASYNC_READ | FUSE_MAX_PAGES, offsetof(fuse_init_in, flags2)));
+  ASSERT_OK_AND_ASSIGN(proto::InitResult r, Init(7, 19, FUSE_ASYNC_READ | FUSE_MAX_PAGES,
+                                                 offsetof(fuse_init_in, flags2)));
   ASSERT_TRUE(r.done);
   EXPECT_EQ(r.reply.size(), sizeof(fuse_out_header) + FUSE_COMPAT_22_INIT_OUT_SIZE);
   EXPECT_EQ(r.conn.minor, 19u);
@@ -137,9 +137,9 @@ TEST(ProtocolTest, ConnParamsRoundTripAndRejectGarbage) {
   proto::ConnParams c{7, 31, FUSE_ASYNC_READ | FUSE_MAX_PAGES, 131072, 131072, 256};
   ASSERT_OK_AND_ASSIGN(proto::ConnParams back, proto::ConnParams::Parse(c.Serialize()));
   EXPECT_EQ(back, c);
-  for (const char* bad : {"", "7.31", "8.31 flags=0x0 ra=0 mw=0 mp=0",
-                          "7.3 flags=0x0 ra=0 mw=0 mp=0", "7.31 flags=zz ra=0 mw=0 mp=0",
-                          "7.31 flags=0x1 ra=x mw=0 mp=0"}) {
+  for (const char* bad :
+       {"", "7.31", "8.31 flags=0x0 ra=0 mw=0 mp=0", "7.3 flags=0x0 ra=0 mw=0 mp=0",
+        "7.31 flags=zz ra=0 mw=0 mp=0", "7.31 flags=0x1 ra=x mw=0 mp=0"}) {
     EXPECT_THAT(proto::ConnParams::Parse(bad), StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
   }
 }

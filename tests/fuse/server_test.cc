@@ -27,9 +27,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "fuse/mountinfo.h"
 #include "fuse/protocol.h"
-#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -268,7 +268,8 @@ TEST_F(FuseServerTest, ShowsEveryEntryTypeAsTheLayerSaysAndIsReadOnly) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
   const std::string mp = MakeDir("mnt");
-  ASSERT_OK(MountLayer(*server, mp, tree, layer.Source(tmp_.path() + "/data"), "accel-test:sha256:abcd"));
+  ASSERT_OK(
+      MountLayer(*server, mp, tree, layer.Source(tmp_.path() + "/data"), "accel-test:sha256:abcd"));
   absl::Cleanup unmount = [&] { server->Unmount(mp).IgnoreError(); };
   EXPECT_EQ(server->mount_count(), 1u);
   EXPECT_THAT(server->Mountpoints(), ElementsAre(mp));
@@ -568,7 +569,8 @@ TEST_F(FuseServerTest, OverlayHonoursWhiteoutsAndOpaqueDirsAndBlocksUnmount) {
   ASSERT_NE(server, nullptr);
   const size_t threads = ThreadCount();
   const std::string fuse_mp = MakeDir("layer");
-  ASSERT_OK(MountLayer(*server, fuse_mp, tree, layer.Source(tmp_.path() + "/data"), "accel-test:ovl"));
+  ASSERT_OK(
+      MountLayer(*server, fuse_mp, tree, layer.Source(tmp_.path() + "/data"), "accel-test:ovl"));
   absl::Cleanup unmount_fuse = [&] { server->Unmount(fuse_mp).IgnoreError(); };
 
   const std::string upper = MakeDir("upper");
@@ -645,8 +647,9 @@ TEST_F(FuseServerTest, ThreadsDoNotGrowWithMounts) {
     layer.AddFile("f", absl::StrCat("layer ", i, "\n"));
     layer.AddFile(absl::StrCat("dir", i, "/g"), RandomBytes(3 << 16, i));
     const std::string mp = MakeDir(absl::StrCat("l", i));
-    ASSERT_OK(MountLayer(*server, mp, layer.Tree(), layer.Source(absl::StrCat(tmp_.path(), "/d", i)),
-                            absl::StrCat("accel-test:", i)));
+    ASSERT_OK(MountLayer(*server, mp, layer.Tree(),
+                         layer.Source(absl::StrCat(tmp_.path(), "/d", i)),
+                         absl::StrCat("accel-test:", i)));
     mps.push_back(mp);
   }
   EXPECT_EQ(server->mount_count(), static_cast<size_t>(kLayers));
@@ -718,7 +721,8 @@ TEST_F(FuseServerTest, DeadMountLeftByACrashedServerIsReplaced) {
   layer.AddFile("f", "alive\n");
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
-  ASSERT_OK(MountLayer(*server, mp, layer.Tree(), layer.Source(tmp_.path() + "/data"), "accel-test"));
+  ASSERT_OK(
+      MountLayer(*server, mp, layer.Tree(), layer.Source(tmp_.path() + "/data"), "accel-test"));
   absl::Cleanup unmount = [&] { server->Unmount(mp).IgnoreError(); };
   EXPECT_EQ(ReadAll(mp + "/f").value_or("?"), "alive\n");
   auto mounts = ReadMountInfo();
@@ -835,7 +839,8 @@ TEST_F(FuseServerTest, MountArgumentErrors) {
   ASSERT_OK(MountLayer(*server, mp + "//", tree, source, "x"));  // normalized to `mp`
   absl::Cleanup unmount = [&] { server->Unmount(mp).IgnoreError(); };
   EXPECT_THAT(server->Mountpoints(), ElementsAre(mp));
-  EXPECT_THAT(MountLayer(*server, mp, tree, source, "x"), StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(MountLayer(*server, mp, tree, source, "x"),
+              StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_OK(server->Unmount(tmp_.path() + "/never-mounted"));
   EXPECT_OK(server->Unmount(mp + "/"));
   EXPECT_EQ(server->mount_count(), 0u);

@@ -32,7 +32,8 @@ const std::string kDiff = "sha256:" + std::string(64, 'a');
 // Recognises labels with "test/layer"; Load fails while `broken`.
 class FakeSource final : public LayerSource {
  public:
-  explicit FakeSource(std::string kind, bool with_diff = true) : kind_(kind), with_diff_(with_diff) {}
+  explicit FakeSource(std::string kind, bool with_diff = true)
+      : kind_(kind), with_diff_(with_diff) {}
   std::string kind() const override { return kind_; }
   fuse::FuseServer::Pool pool() const override { return fuse::FuseServer::Pool::kLocal; }
   std::optional<LayerMatch> Identify(const Labels& labels) override {
@@ -156,7 +157,8 @@ TEST(LayerResolverTest, ChecksTheChainIdForEveryKindAndFallsThrough) {
   EXPECT_EQ(got->source, &a);
   // Above a parent ("ns/id/name" form): sha256("<parent> <diff>").
   const std::string parent = "sha256:" + std::string(64, 'b');
-  ASSERT_OK_AND_ASSIGN(got, r.Resolve(LayerLabels(kDiff, ChainId(parent, kDiff)), "ns/3/" + parent));
+  ASSERT_OK_AND_ASSIGN(got,
+                       r.Resolve(LayerLabels(kDiff, ChainId(parent, kDiff)), "ns/3/" + parent));
   EXPECT_EQ(got->source, &a);
   // A target that is not the chain id: not served by `a`; `b` (no diff id
   // known) is asked next.
@@ -182,7 +184,8 @@ class MountTableTest : public ::testing::Test {
     o.retry_initial = absl::Milliseconds(50);
     o.retry_max = absl::Milliseconds(100);
     o.restore_threads = 2;
-    return std::make_unique<MountTable>(&resolver_, &mounter_, &records_, &fds_, std::move(held), o);
+    return std::make_unique<MountTable>(&resolver_, &mounter_, &records_, &fds_, std::move(held),
+                                        o);
   }
   std::string State(MountTable& t, const std::string& mp) {
     for (const MountStatus& s : t.Status()) {
@@ -228,7 +231,8 @@ TEST_F(MountTableTest, MountPersistsAndKeepsTheDescriptorUnmountForgetsBoth) {
 }
 
 TEST_F(MountTableTest, RestoreAdoptsKeptConnectionsAndServesThemOnceLoaded) {
-  records_.rows["/m/1"] = MountRecord{"/m/1", kDiff, "fake", kDiff, "7.31 flags=0x0 ra=1 mw=2 mp=3"};
+  records_.rows["/m/1"] =
+      MountRecord{"/m/1", kDiff, "fake", kDiff, "7.31 flags=0x0 ra=1 mw=2 mp=3"};
   records_.rows["/m/gone"] = MountRecord{"/m/gone", "sha256:gone", "fake", kDiff, ""};
   std::map<std::string, UniqueFd> held;
   held[MountTable::FdName("/m/1")] = UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -237,8 +241,8 @@ TEST_F(MountTableTest, RestoreAdoptsKeptConnectionsAndServesThemOnceLoaded) {
   auto t = Table(std::move(held));
   Labels labels = LayerLabels(kDiff, kDiff);
   labels[kRemoteKindLabel] = "fake";
-  ASSERT_OK(t->RestoreAll({RemoteSnapshot{kDiff, labels, "/m/1"},
-                           RemoteSnapshot{"sha256:x", labels, "/m/2"}}));
+  ASSERT_OK(t->RestoreAll(
+      {RemoteSnapshot{kDiff, labels, "/m/1"}, RemoteSnapshot{"sha256:x", labels, "/m/2"}}));
   ASSERT_TRUE(WaitState(*t, "/m/1", "serving"));
   ASSERT_TRUE(WaitState(*t, "/m/2", "serving"));
   std::vector<std::string> log = mounter_.Log();
@@ -251,15 +255,16 @@ TEST_F(MountTableTest, RestoreAdoptsKeptConnectionsAndServesThemOnceLoaded) {
 }
 
 TEST_F(MountTableTest, ALayerThatCannotBeRestoredFailsWithEioAndIsRetried) {
-  records_.rows["/m/1"] = MountRecord{"/m/1", kDiff, "fake", kDiff, "7.31 flags=0x0 ra=1 mw=2 mp=3"};
+  records_.rows["/m/1"] =
+      MountRecord{"/m/1", kDiff, "fake", kDiff, "7.31 flags=0x0 ra=1 mw=2 mp=3"};
   std::map<std::string, UniqueFd> held;
   held[MountTable::FdName("/m/1")] = UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC));
   source_.broken = true;
   auto t = Table(std::move(held));
   Labels labels = LayerLabels(kDiff, kDiff);
   labels[kRemoteKindLabel] = "fake";
-  ASSERT_OK(t->RestoreAll({RemoteSnapshot{kDiff, labels, "/m/1"},
-                           RemoteSnapshot{"sha256:y", labels, "/m/2"}}));
+  ASSERT_OK(t->RestoreAll(
+      {RemoteSnapshot{kDiff, labels, "/m/1"}, RemoteSnapshot{"sha256:y", labels, "/m/2"}}));
   ASSERT_TRUE(WaitState(*t, "/m/1", "failed"));
   EXPECT_THAT(mounter_.Log(), ::testing::Contains("fail /m/1")) << "readers get EIO";
   absl::Status refused = t->CheckServable({"/m/1"});
