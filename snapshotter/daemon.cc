@@ -166,7 +166,8 @@ absl::Status RunDaemon(const Config& config) {
   ACCEL_LOG(kInfo, "msg=\"starting accel-snapshotter\"", LogField("version", Version()),
             LogField("root", config.root), LogField("address", config.address));
   if (config.root.empty() || config.root[0] != '/') {
-    return absl::InvalidArgumentError(absl::StrCat("root must be absolute, got ", config.root));
+    return absl::InvalidArgumentError(
+        absl::StrCat("root must be an absolute path, got \"", config.root, "\""));
   }
   ACCEL_RETURN_IF_ERROR(MkdirAll(config.root, 0700));
   // Descriptors that outlive the daemon: FUSE connections and the socket.
