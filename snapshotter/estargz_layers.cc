@@ -222,6 +222,8 @@ absl::StatusOr<std::optional<LoadedLayer>> EstargzLayers::Load(const Labels& lab
 void EstargzLayers::Mounted(const std::string& mountpoint, const LoadedLayer& layer) {
   auto source = std::dynamic_pointer_cast<fuse::EstargzSource>(layer.layer.source);
   if (source == nullptr) return;
+  ACCEL_LOG(kInfo, "msg=\"mounted eStargz layer lazily\"", LogField("layer", layer.id),
+            LogField("mountpoint", mountpoint));
   absl::MutexLock lock(&mu_);
   mounted_[mountpoint] = MountState{layer.id, source};
   queue_.push_back(mountpoint);

@@ -22,7 +22,7 @@ absl::StatusOr<std::optional<LayerResolver::Resolved>> LayerResolver::Resolve(
     if (!match) continue;
     if (!match->diff_id.empty() && target != ChainId(parent_chain, match->diff_id)) {
       ACCEL_LOG(kWarn,
-                "msg=\"layer labels do not match the layer's chain id; not served remotely\"",
+                "msg=\"the target does not match the layer's chain id; not served remotely\"",
                 LogField("kind", match->kind), LogField("layer", match->layer),
                 LogField("target", target), LogField("parent", parent));
       continue;
