@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
@@ -179,8 +180,16 @@ class HolderStore final : public FdStore {
     if (pid == 0) {
       setsid();
       if (fork() != 0) _exit(0);
-      int devnull = open("/dev/null", O_RDONLY);
-      if (devnull >= 0) dup2(devnull, 0);
+      // stdin and stdout from /dev/null; stderr (its log lines) stays unless
+      // it is a pipe: a holder must not keep whoever reads our output
+      // (e.g. a shell's $(...)) waiting for its end.
+      int devnull = open("/dev/null", O_RDWR);
+      if (devnull >= 0) {
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        struct stat st;
+        if (fstat(2, &st) != 0 || S_ISFIFO(st.st_mode)) dup2(devnull, 2);
+      }
       close_range(3, ~0U, 0);
       char* argv[] = {const_cast<char*>("accel-fd-holder"), const_cast<char*>(flag.c_str()),
                       const_cast<char*>(options_.holder_socket.c_str()), nullptr};

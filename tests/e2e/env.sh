@@ -129,7 +129,8 @@ start_accel() {
 # (each writes ROOT/fd-holder.sock.pid); their FUSE connections end.
 stop_fd_holders() {
   local f
-  for f in "$ENV_TMP"/*/fd-holder.sock.pid "$ENV_TMP"/*/*/fd-holder.sock.pid; do
+  # Roots are directly under $ENV_TMP; never glob deeper (into FUSE mounts).
+  for f in "$ENV_TMP"/*/fd-holder.sock.pid; do
     [[ -f $f ]] && stop_pid "$(cat "$f")"
   done
   return 0
