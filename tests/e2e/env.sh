@@ -35,8 +35,9 @@ env_cleanup() {
     for t in $(ctrc container ls -q 2>/dev/null); do ctrc container rm "$t" >/dev/null 2>&1; done
   fi
   local i
-  for ((i = ${#ENV_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${ENV_PIDS[i]}"; done
+  # Holders first: while the daemon still serves, nothing here can block.
   stop_fd_holders
+  for ((i = ${#ENV_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${ENV_PIDS[i]}"; done
   awk -v t="$ENV_TMP" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m"
   done
@@ -125,13 +126,15 @@ start_accel() {
   wait_for "accel-snapshotter" "$ACCEL_BIN_DIR/accelctl" status --address "$ACCEL_SOCK" --timeout 1
 }
 
-# stop_fd_holders: the fd holders accel daemons under $ENV_TMP started
-# (each writes ROOT/fd-holder.sock.pid); their FUSE connections end.
+# stop_fd_holders: the fd holders that accel daemons of this test started
+# (`accel-snapshotter --fd-holder $ENV_TMP/...`), found by their command line
+# in /proc (never by globbing: a directory here may be a FUSE mount nobody
+# serves) and stopped by PID; their FUSE connections end.
 stop_fd_holders() {
-  local f
-  # Roots are directly under $ENV_TMP; never glob deeper (into FUSE mounts).
-  for f in "$ENV_TMP"/*/fd-holder.sock.pid; do
-    [[ -f $f ]] && stop_pid "$(cat "$f")"
+  local p cmd
+  for p in /proc/[0-9]*; do
+    cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+    [[ $cmd == *"--fd-holder $ENV_TMP/"* ]] && stop_pid "${p#/proc/}"
   done
   return 0
 }
