@@ -10,7 +10,10 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   # The fd holders the daemons started (ROOT/fd-holder.sock.pid).
-  for f in "$tmp"/root*/fd-holder.sock.pid; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null; done
+  local f
+  for f in "$tmp"/root*/fd-holder.sock.pid; do
+    if [[ -f $f ]]; then kill "$(cat "$f")" 2>/dev/null || true; fi
+  done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
