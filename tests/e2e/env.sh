@@ -35,9 +35,9 @@ env_cleanup() {
     for t in $(ctrc container ls -q 2>/dev/null); do ctrc container rm "$t" >/dev/null 2>&1; done
   fi
   local i
-  # Holders first: while the daemon still serves, nothing here can block.
-  stop_fd_holders
   for ((i = ${#ENV_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${ENV_PIDS[i]}"; done
+  # After the daemons (a live daemon would start its holder again).
+  stop_fd_holders
   awk -v t="$ENV_TMP" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m"
   done
@@ -133,7 +133,7 @@ start_accel() {
 stop_fd_holders() {
   local p cmd
   for p in /proc/[0-9]*; do
-    cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+    cmd=$( { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null) || continue
     [[ $cmd == *"--fd-holder $ENV_TMP/"* ]] && stop_pid "${p#/proc/}"
   done
   return 0
