@@ -88,6 +88,7 @@ int RunStatus(const Args& args) {
   out["root"] = resp->root();
   out["pid"] = resp->pid();
   out["uptime_seconds"] = resp->uptime_seconds();
+  if (!resp->fd_store().empty()) out["fd_store"] = resp->fd_store();
   out["snapshots"] = {{"active", resp->snapshots().active()},
                       {"committed", resp->snapshots().committed()},
                       {"view", resp->snapshots().view()}};
@@ -98,6 +99,10 @@ int RunStatus(const Args& args) {
     mounted.insert(m.layer());
     nlohmann::json l = {{"mountpoint", m.mountpoint()}, {"kind", m.kind()}, {"layer", m.layer()}};
     if (m.kind() == "estargz") l["bytes_fetched"] = m.bytes_fetched();
+    if (!m.state().empty()) l["state"] = m.state();
+    if (!m.snapshot().empty()) l["snapshot"] = m.snapshot();
+    if (!m.error().empty()) l["error"] = m.error();
+    if (m.restore_attempts() > 0) l["restore_attempts"] = m.restore_attempts();
     layers.push_back(l);
   }
   if (store.dir().empty()) {

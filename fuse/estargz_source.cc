@@ -22,10 +22,11 @@ bool Adjacent(const Chunk& a, const Chunk& b) {
 
 }  // namespace
 
-EstargzSource::EstargzSource(std::shared_ptr<const estargz::Toc> toc, estargz::ReadAtFn read_at,
+EstargzSource::EstargzSource(std::shared_ptr<const estargz::Toc> toc,
+                             std::shared_ptr<registry::BlobReader> blob,
                              std::shared_ptr<ChunkCache> cache, std::string layer)
     : toc_(std::move(toc)),
-      read_at_(std::move(read_at)),
+      blob_(std::move(blob)),
       cache_(std::move(cache)),
       layer_(std::move(layer)) {}
 
@@ -35,10 +36,20 @@ std::string EstargzSource::KeyOf(const Chunk& chunk) {
   return chunk.digest.size() == 71 ? chunk.digest.substr(7) : std::string();
 }
 
+absl::StatusOr<std::string> EstargzSource::ReadBlob(uint64_t offset, uint64_t length) {
+  ACCEL_ASSIGN_OR_RETURN(std::string bytes,
+                         blob_->ReadAt(static_cast<int64_t>(offset), static_cast<int64_t>(length)));
+  if (bytes.size() != length) {
+    return absl::DataLossError(absl::StrCat("short read of layer ", layer_, " at ", offset,
+                                            ": got ", bytes.size(), " of ", length, " bytes"));
+  }
+  return bytes;
+}
+
 absl::Status EstargzSource::FetchRun(absl::Span<const Chunk> run, uint64_t* fetched) {
   const uint64_t start = run.front().blob_offset;
   const uint64_t end = run.back().blob_offset + run.back().compressed_size;
-  ACCEL_ASSIGN_OR_RETURN(std::string bytes, read_at_(start, end - start));
+  ACCEL_ASSIGN_OR_RETURN(std::string bytes, ReadBlob(start, end - start));
   bytes_fetched_ += bytes.size();
   if (fetched != nullptr) *fetched += bytes.size();
   ACCEL_ASSIGN_OR_RETURN(std::vector<std::string> decoded,
@@ -123,7 +134,7 @@ absl::StatusOr<size_t> EstargzSource::ReadAt(const Node& node, uint64_t offset, 
     absl::Span<const Chunk> run = chunks.subspan(missing[m], n - m);
     const uint64_t start = run.front().blob_offset;
     const uint64_t stop = run.back().blob_offset + run.back().compressed_size;
-    absl::StatusOr<std::string> bytes = read_at_(start, stop - start);
+    absl::StatusOr<std::string> bytes = ReadBlob(start, stop - start);
     if (!bytes.ok()) {
       ACCEL_LOG(kWarn, "msg=\"cannot fetch chunks\"", LogField("layer", layer_),
                 LogField("ino", absl::StrCat(node.ino)),

@@ -20,14 +20,15 @@
 #include "estargz/toc.h"
 #include "fuse/chunk_cache.h"
 #include "fuse/file_source.h"
+#include "registry/blob_reader.h"
 
 namespace accel::fuse {
 
 class EstargzSource final : public FileSource {
  public:
-  // `read_at` reads bytes of the layer blob (through the registry client);
+  // `blob` reads bytes of the layer blob (the registry, a file in tests);
   // `layer` names the layer in logs.
-  EstargzSource(std::shared_ptr<const estargz::Toc> toc, estargz::ReadAtFn read_at,
+  EstargzSource(std::shared_ptr<const estargz::Toc> toc, std::shared_ptr<registry::BlobReader> blob,
                 std::shared_ptr<ChunkCache> cache, std::string layer);
 
   absl::StatusOr<size_t> ReadAt(const Node& node, uint64_t offset, char* buf, size_t len) override;
@@ -47,9 +48,11 @@ class EstargzSource final : public FileSource {
   // the blob) with one request.
   absl::Status FetchRun(absl::Span<const estargz::Chunk> run, uint64_t* fetched);
   static std::string KeyOf(const estargz::Chunk& chunk);
+  // Exactly `length` bytes of the blob at `offset` (DataLoss if fewer).
+  absl::StatusOr<std::string> ReadBlob(uint64_t offset, uint64_t length);
 
   const std::shared_ptr<const estargz::Toc> toc_;
-  const estargz::ReadAtFn read_at_;
+  const std::shared_ptr<registry::BlobReader> blob_;
   const std::shared_ptr<ChunkCache> cache_;
   const std::string layer_;
   std::atomic<uint64_t> bytes_fetched_{0};

@@ -10,8 +10,6 @@
 namespace accel::fuse::internal {
 namespace {
 
-thread_local WorkerIo* current_io = nullptr;
-
 size_t PageSize() {
   static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   return page;
@@ -58,33 +56,9 @@ size_t MaxSplicedRead() {
   return std::min<size_t>(256, probe.pipe_pages - 2) * PageSize();
 }
 
-void BeginRequest(WorkerIo* io, int fuse_fd, const void* buf, size_t size) {
-  current_io = io;
-  io->fuse_fd = fuse_fd;
-  io->unique = 0;
-  io->opcode = 0;
-  if (size >= sizeof(fuse_in_header)) {
-    const auto* in = static_cast<const fuse_in_header*>(buf);
-    io->unique = in->unique;
-    io->opcode = in->opcode;
-  }
-}
-
-void EndRequest(WorkerIo* io) {
-  io->unique = 0;
-  io->opcode = 0;
-  io->fuse_fd = -1;
-  current_io = nullptr;
-}
-
-bool SpliceReadReply(int fd, uint64_t pos, size_t len) {
-  WorkerIo* io = current_io;
-  if (io == nullptr || io->opcode != FUSE_READ || io->unique == 0 || io->pipe_pages == 0) {
-    return false;
-  }
+bool SpliceReadReply(WorkerIo* io, int fuse_fd, uint64_t unique, int fd, uint64_t pos, size_t len) {
+  if (io->pipe_pages == 0) return false;
   const size_t page = PageSize();
-  // Small replies are cheaper to copy (libfuse uses the same threshold).
-  if (len < 2 * page) return false;
   // Pipe slots: one for the header, one per page the range touches.
   const size_t slots = 1 + (pos % page + len + page - 1) / page;
   if (slots > io->pipe_pages) return false;
@@ -92,8 +66,7 @@ bool SpliceReadReply(int fd, uint64_t pos, size_t len) {
   fuse_out_header out{};
   out.len = static_cast<uint32_t>(sizeof(out) + len);
   out.error = 0;
-  out.unique = io->unique;
-  io->unique = 0;  // one reply per request, whatever happens below
+  out.unique = unique;
   if (write(io->pipe_w.get(), &out, sizeof(out)) != static_cast<ssize_t>(sizeof(out))) {
     ResetPipe(*io);
     return false;
@@ -113,7 +86,7 @@ bool SpliceReadReply(int fd, uint64_t pos, size_t len) {
   const size_t total = sizeof(out) + len;
   ssize_t n;
   do {
-    n = splice(io->pipe_r.get(), nullptr, io->fuse_fd, nullptr, total, SPLICE_F_MOVE);
+    n = splice(io->pipe_r.get(), nullptr, fuse_fd, nullptr, total, SPLICE_F_MOVE);
   } while (n < 0 && errno == EINTR);
   if (n == static_cast<ssize_t>(total)) return true;
   const int err = n < 0 ? errno : 0;

@@ -237,6 +237,9 @@ absl::StatusOr<HttpResponse> HttpTransport::Do(const HttpRequest& request, const
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, static_cast<long>(options_.low_speed_limit));
+  // 0 (the default) sets no overall deadline.
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options_.request_timeout)));
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
                    std::max<long>(1, absl::ToInt64Seconds(options_.low_speed_time)));
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, HeaderCallback);

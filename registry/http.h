@@ -82,6 +82,9 @@ struct TransportOptions {
   // abandoned as stalled (DeadlineExceeded).
   int64_t low_speed_limit = 1;
   absl::Duration low_speed_time = absl::Seconds(30);
+  // Deadline of each request as a whole (connect, first byte, full
+  // transfer; DeadlineExceeded past it). Zero: none.
+  absl::Duration request_timeout = absl::ZeroDuration();
   std::string user_agent = "accel";
   int max_redirects = 5;
 };

@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config ninja-build clang clang-format
   # libraries
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
-  libabsl-dev libfuse3-dev libsqlite3-dev nlohmann-json3-dev libtomlplusplus-dev
+  libabsl-dev linux-libc-dev libsqlite3-dev nlohmann-json3-dev libtomlplusplus-dev
   libsystemd-dev libarchive-dev libcurl4-openssl-dev libssl-dev libzstd-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # runtime and test peers

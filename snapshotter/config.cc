@@ -57,7 +57,9 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     if (k != "root" && k != "address" && k != "log_level" && k != "max_rpc_threads" &&
         k != "store" && k != "fuse_threads" && k != "lazy" && k != "hosts_dir" &&
         k != "chunk_cache_mib" && k != "background_fetch_mibps" && k != "prefetch" &&
-        k != "cri_image_address" && k != "cri_upstream" && k != "registry") {
+        k != "cri_image_address" && k != "cri_upstream" && k != "registry" &&
+        k != "fuse_lazy_threads" && k != "fd_store" && k != "restore_wait_seconds" &&
+        k != "restore_threads" && k != "registry_request_timeout_seconds") {
       return absl::InvalidArgumentError(absl::StrCat(origin, ": unknown key \"", k, "\""));
     }
   }
@@ -67,6 +69,18 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
   ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "max_rpc_threads", 2, 4096, c.max_rpc_threads));
   ACCEL_RETURN_IF_ERROR(GetString(t, origin, "store", c.store));
   ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "fuse_threads", 1, 256, c.fuse_threads));
+  ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "fuse_lazy_threads", 1, 256, c.fuse_lazy_threads));
+  ACCEL_RETURN_IF_ERROR(GetString(t, origin, "fd_store", c.fd_store));
+  if (c.fd_store != "auto" && c.fd_store != "holder" && c.fd_store != "systemd" &&
+      c.fd_store != "none") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        origin, ": \"fd_store\" must be auto, holder, systemd or none, got \"", c.fd_store, "\""));
+  }
+  ACCEL_RETURN_IF_ERROR(
+      GetInt(t, origin, "restore_wait_seconds", 0, 86400, c.restore_wait_seconds));
+  ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "restore_threads", 1, 256, c.restore_threads));
+  ACCEL_RETURN_IF_ERROR(GetInt(t, origin, "registry_request_timeout_seconds", 1, 3600,
+                               c.registry_request_timeout_seconds));
   ACCEL_RETURN_IF_ERROR(GetBool(t, origin, "lazy", c.lazy));
   ACCEL_RETURN_IF_ERROR(GetBool(t, origin, "prefetch", c.prefetch));
   ACCEL_RETURN_IF_ERROR(GetString(t, origin, "hosts_dir", c.hosts_dir));

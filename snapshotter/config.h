@@ -8,7 +8,13 @@
 //   log_level = "info"          # debug, info, warn, error
 //   max_rpc_threads = 64        # bound on concurrent RPC handler threads
 //   store = "/mnt/accel-store"  # shared store of preloaded layers ("" = none)
-//   fuse_threads = 4            # threads serving every FUSE mount together
+//   fuse_threads = 4            # threads serving store layers' FUSE mounts
+//   fuse_lazy_threads = 4       # threads serving lazy layers' FUSE mounts (may wait on a registry)
+//   fd_store = "auto"           # where FUSE and socket descriptors outlive the daemon:
+//                               # "auto", "holder", "systemd", "none" (see fd_store.h)
+//   restore_wait_seconds = 30   # reads of a layer not restored yet wait this long, then EIO
+//   restore_threads = 8         # layers restored in parallel after a start
+//   registry_request_timeout_seconds = 30  # deadline of one whole registry HTTP request
 //   lazy = true                 # mount eStargz layers lazily from the registry
 //   hosts_dir = "/etc/containerd/certs.d"   # registry mirrors/TLS (hosts.toml)
 //   chunk_cache_mib = 10240     # bound on the on-disk cache of lazy chunks
@@ -36,6 +42,11 @@ struct Config {
   int max_rpc_threads = 64;
   std::string store;  // "": plain and lazy layers only
   int fuse_threads = 4;
+  int fuse_lazy_threads = 4;
+  std::string fd_store = "auto";
+  int restore_wait_seconds = 30;
+  int restore_threads = 8;
+  int registry_request_timeout_seconds = 30;
   bool lazy = true;
   std::string hosts_dir = "/etc/containerd/certs.d";
   int chunk_cache_mib = 10240;

@@ -27,8 +27,12 @@
 #include "registry/client.h"
 #include "snapshotter/cri_proxy.h"
 #include "snapshotter/estargz_layers.h"
+#include "snapshotter/fd_store.h"
 #include "snapshotter/grpc_service.h"
 #include "snapshotter/layer_resolver.h"
+#include "snapshotter/listener.h"
+#include "snapshotter/metastore.h"
+#include "snapshotter/mount_table.h"
 #include "snapshotter/snapshotter.h"
 #include "snapshotter/store_layers.h"
 
@@ -47,41 +51,6 @@ sigset_t TerminationSignals() {
   return set;
 }
 
-// Prepares `path` for a new listener: creates its directory (0700 if new),
-// refuses if another process answers on it, removes a stale socket.
-absl::Status PrepareSocketPath(const std::string& path) {
-  if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("socket path ", path, " is longer than ",
-                                                   sizeof(sockaddr_un{}.sun_path) - 1, " bytes"));
-  }
-  auto slash = path.find_last_of('/');
-  if (slash != std::string::npos && slash > 0) {
-    ACCEL_RETURN_IF_ERROR(MkdirAll(path.substr(0, slash), 0700));
-  }
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoToStatus(errno, absl::StrCat("stat ", path));
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, " exists and is not a socket; refusing to replace it"));
-  }
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return ErrnoToStatus(errno, "socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("another process is serving on ", path, " (is accel-snapshotter running?)"));
-  }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return ErrnoToStatus(errno, absl::StrCat("remove stale socket ", path));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::unique_ptr<registry::Client>> MakeDaemonRegistryClient(const Config& config) {
   registry::ClientOptions o;
   struct stat st;
@@ -92,6 +61,7 @@ absl::StatusOr<std::unique_ptr<registry::Client>> MakeDaemonRegistryClient(const
   o.transport.user_agent = absl::StrCat("accel-snapshotter/", Version());
   o.transport.connect_timeout = absl::Seconds(10);
   o.transport.low_speed_time = absl::Seconds(20);
+  o.transport.request_timeout = absl::Seconds(config.registry_request_timeout_seconds);
   // A read waits at most about 10 s for an unreachable registry, then
   // fails with EIO; the mount stays and recovers when the registry does.
   o.retry.max_attempts = 4;
@@ -124,6 +94,65 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> Serve(
   return server;
 }
 
+// Layer blobs read from the registry, for lazy eStargz layers.
+class RegistryBlobOpener final : public BlobOpener {
+ public:
+  explicit RegistryBlobOpener(registry::Client* client) : client_(client) {}
+  absl::StatusOr<std::shared_ptr<registry::BlobReader>> Open(const registry::Reference& ref,
+                                                             const std::string& digest) override {
+    ACCEL_ASSIGN_OR_RETURN(std::optional<int64_t> size,
+                           client_->StatBlob(ref, digest, registry::kCapPull));
+    if (!size) {
+      return absl::NotFoundError(absl::StrCat("registry has no blob ", digest, " in ", ref.Name()));
+    }
+    return OpenSized(ref, digest, *size);
+  }
+  std::shared_ptr<registry::BlobReader> OpenSized(const registry::Reference& ref,
+                                                  const std::string& digest,
+                                                  int64_t size) override {
+    registry::Descriptor desc;
+    desc.digest = digest;
+    desc.size = size;
+    return client_->OpenBlob(ref, desc);
+  }
+
+ private:
+  registry::Client* const client_;
+};
+
+constexpr char kListenFdName[] = "grpc-listen";
+
+// The listening socket: the one the fd store kept if it still is ours,
+// else a new one (kept in the store for the next daemon).
+absl::StatusOr<UniqueFd> TakeListener(const std::string& address,
+                                      std::map<std::string, UniqueFd>& held, FdStore& fds) {
+  auto it = held.find(kListenFdName);
+  if (it != held.end()) {
+    UniqueFd fd = std::move(it->second);
+    held.erase(it);
+    if (IsListenerFor(fd.get(), address)) {
+      ACCEL_LOG(kInfo, "msg=\"serving on the kept listening socket\"",
+                LogField("address", address));
+      return fd;
+    }
+    fds.Remove(kListenFdName).IgnoreError();
+  }
+  ACCEL_RETURN_IF_ERROR(PrepareSocketPath(address));
+  ACCEL_ASSIGN_OR_RETURN(UniqueFd fd, Listen(address));
+  absl::Status kept = fds.Put(kListenFdName, fd.get());
+  if (!kept.ok()) {
+    ACCEL_LOG(kWarn, "msg=\"cannot keep the listening socket across restarts\"",
+              LogField("error", kept.ToString()));
+  }
+  return fd;
+}
+
+std::string SelfExe() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
 }  // namespace
 
 void BlockTerminationSignals() {
@@ -133,67 +162,108 @@ void BlockTerminationSignals() {
 }
 
 absl::Status RunDaemon(const Config& config) {
+  const absl::Time started = absl::Now();
   ACCEL_LOG(kInfo, "msg=\"starting accel-snapshotter\"", LogField("version", Version()),
             LogField("root", config.root), LogField("address", config.address));
+  if (config.root.empty() || config.root[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("root must be an absolute path, got \"", config.root, "\""));
+  }
+  ACCEL_RETURN_IF_ERROR(MkdirAll(config.root, 0700));
+  // Descriptors that outlive the daemon: FUSE connections and the socket.
+  std::unique_ptr<FdStore> fds;
+  {
+    absl::StatusOr<std::unique_ptr<FdStore>> opened = OpenFdStore(
+        FdStoreOptions{config.fd_store, absl::StrCat(config.root, "/fd-holder.sock"), SelfExe()});
+    if (!opened.ok()) {
+      ACCEL_LOG(kError, "msg=\"no fd store: mounts will not survive a restart\"",
+                LogField("error", opened.status().ToString()));
+      ACCEL_ASSIGN_OR_RETURN(fds, OpenFdStore(FdStoreOptions{"none", "", ""}));
+    } else {
+      fds = *std::move(opened);
+    }
+  }
+  using HeldFds = std::map<std::string, UniqueFd>;
+  ACCEL_ASSIGN_OR_RETURN(HeldFds held, fds->Fetch());
+  ACCEL_ASSIGN_OR_RETURN(UniqueFd listener, TakeListener(config.address, held, *fds));
+  ACCEL_ASSIGN_OR_RETURN(std::shared_ptr<MetaStore> ms,
+                         MetaStore::Open(absl::StrCat(config.root, "/metadata.db")));
   // Lazy layers' reads use the registry client from FUSE threads: it must
   // outlive the FUSE server, so it is made first (and destroyed last).
   std::unique_ptr<registry::Client> client;
   if (config.lazy) {
     ACCEL_ASSIGN_OR_RETURN(client, MakeDaemonRegistryClient(config));
   }
-  // One FUSE server serves every remote layer with a fixed set of threads.
+  // Two worker pools: store layers, and lazy layers that may wait on a
+  // registry. Mounts stay when this process ends: a successor adopts them.
+  fuse::FuseServer::Options fuse_options;
+  fuse_options.threads = config.fuse_threads;
+  fuse_options.network_threads = config.fuse_lazy_threads;
+  fuse_options.unmount_on_destroy = false;
   ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<fuse::FuseServer> fuse_server,
-                         fuse::FuseServer::Start(fuse::FuseServer::Options{config.fuse_threads}));
-  StoreLayers store_layers(config.store, fuse_server.get());
+                         fuse::FuseServer::Start(fuse_options));
+  StoreLayers store_layers(config.store);
+  LayerResolver resolver;
   if (config.store.empty()) {
     ACCEL_LOG(kInfo, "msg=\"no store configured: plain layers only\"");
   } else {
-    StoreLayersStatus st = store_layers.Status();
-    ACCEL_LOG(kInfo, "msg=\"store\"", LogField("dir", st.dir),
-              LogField("reachable", st.reachable ? "yes" : "no"), LogField("id", st.id),
-              LogField("error", st.error));
+    resolver.Add(&store_layers);
   }
   // Lazy eStargz layers: a registry client of the daemon's own (hosts.toml
   // mirrors, [registry] credentials) and the on-disk chunk cache.
-  LayerResolver resolver;
-  resolver.Add(kStoreKind, &store_layers);
+  std::unique_ptr<RegistryBlobOpener> blobs;
   std::unique_ptr<EstargzLayers> estargz_layers;
   if (config.lazy) {
     ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<fuse::ChunkCache> cache,
                            fuse::ChunkCache::Open({absl::StrCat(config.root, "/chunks"),
                                                    uint64_t(config.chunk_cache_mib) << 20}));
+    blobs = std::make_unique<RegistryBlobOpener>(client.get());
     estargz_layers = std::make_unique<EstargzLayers>(
-        client.get(), fuse_server.get(), std::move(cache),
-        EstargzOptions{config.prefetch, uint64_t(config.background_fetch_mibps) << 20});
-    resolver.Add(kEstargzKind, estargz_layers.get());
+        blobs.get(), std::move(cache),
+        EstargzOptions{config.prefetch, uint64_t(config.background_fetch_mibps) << 20,
+                       absl::StrCat(config.root, "/tocs")});
+    resolver.Add(estargz_layers.get());
   }
-  // Open() remounts every remote snapshot before any RPC is served.
-  ACCEL_ASSIGN_OR_RETURN(auto sn, Snapshotter::Open(SnapshotterOptions{config.root, &resolver}));
+  std::unique_ptr<LayerMounter> mounter = NewFuseMounter(fuse_server.get());
+  std::unique_ptr<MountRecords> records = NewMetaStoreRecords(ms.get());
+  MountTableOptions table_options;
+  table_options.restore_wait = absl::Seconds(config.restore_wait_seconds);
+  table_options.restore_threads = config.restore_threads;
+  MountTable table(&resolver, mounter.get(), records.get(), fds.get(), std::move(held),
+                   table_options);
+  // Remote snapshots are restored in the background: RPCs are served now.
+  ACCEL_ASSIGN_OR_RETURN(auto sn, Snapshotter::Open(SnapshotterOptions{config.root, &table, ms}));
 
-  ACCEL_RETURN_IF_ERROR(PrepareSocketPath(config.address));
   auto snapshots = NewSnapshotsService(sn.get());
   auto daemon = NewDaemonService(
-      sn.get(), DaemonInfo{config.address, absl::Now(), &store_layers, estargz_layers.get()});
-
-  ACCEL_ASSIGN_OR_RETURN(
-      std::unique_ptr<grpc::Server> server,
-      Serve(config.address, config.max_rpc_threads, {snapshots.get(), daemon.get()}));
+      sn.get(), DaemonInfo{config.address, started, config.store.empty() ? nullptr : &store_layers,
+                           estargz_layers.get(), &table, fds->kind()});
+  std::unique_ptr<grpc::Server> server;
+  {
+    grpc::ServerBuilder builder;
+    grpc::ResourceQuota quota(absl::StrCat("accel-rpc:", config.address));
+    quota.SetMaxThreads(config.max_rpc_threads);
+    builder.SetResourceQuota(quota);
+    builder.SetMaxReceiveMessageSize(16 << 20);
+    builder.RegisterService(snapshots.get());
+    builder.RegisterService(daemon.get());
+    server = builder.BuildAndStart();
+    if (server == nullptr) return absl::UnavailableError("cannot start the gRPC server");
+  }
+  ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<AcceptLoop> accept,
+                         AcceptLoop::Start(listener.get(), server.get()));
   // The CRI image proxy, on a socket of its own (kubelet's
   // --image-service-endpoint): PullImage credentials reach `client`.
   std::unique_ptr<grpc::Service> cri_proxy;
   std::unique_ptr<grpc::Server> cri_server;
   if (!config.cri_image_address.empty()) {
     if (auto s = PrepareSocketPath(config.cri_image_address); !s.ok()) {
-      server->Shutdown();
       return s;
     }
     cri_proxy = NewCriImageProxy(CriProxyOptions{config.cri_upstream, client.get()});
     absl::StatusOr<std::unique_ptr<grpc::Server>> cs =
         Serve(config.cri_image_address, config.max_rpc_threads, {cri_proxy.get()});
-    if (!cs.ok()) {
-      server->Shutdown();
-      return cs.status();
-    }
+    if (!cs.ok()) return cs.status();
     cri_server = *std::move(cs);
     ACCEL_LOG(kInfo, "msg=\"serving the CRI image proxy\"",
               LogField("address", config.cri_image_address),
@@ -201,7 +271,9 @@ absl::Status RunDaemon(const Config& config) {
               LogField("lazy_credentials", client != nullptr ? "yes" : "no (lazy = false)"));
   }
   sd_notify(0, "READY=1\nSTATUS=serving");
-  ACCEL_LOG(kInfo, "msg=\"serving\"", LogField("address", config.address));
+  ACCEL_LOG(kInfo, "msg=\"serving\"", LogField("address", config.address),
+            LogField("fd_store", fds->kind()),
+            LogField("ready_after", absl::FormatDuration(absl::Now() - started)));
 
   sigset_t set = TerminationSignals();
   int sig = 0;
@@ -223,9 +295,11 @@ absl::Status RunDaemon(const Config& config) {
     cri_server->Wait();
     ::unlink(config.cri_image_address.c_str());
   }
+  accept.reset();  // no new connections; they wait in the kept socket's backlog
   server->Shutdown(deadline);
   server->Wait();
-  ::unlink(config.address.c_str());
+  // A kept socket stays for the next daemon; otherwise it goes.
+  if (fds->kind() == "none") ::unlink(config.address.c_str());
   ACCEL_LOG(kInfo, "msg=\"stopped\"");
   return absl::OkStatus();
 }

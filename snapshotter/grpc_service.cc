@@ -3,6 +3,8 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <map>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "accel/v1/status.grpc.pb.h"
@@ -10,6 +12,7 @@
 #include "common/version.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "snapshotter/estargz_layers.h"
+#include "snapshotter/mount_table.h"
 #include "snapshotter/store_layers.h"
 
 namespace accel::snapshotter {
@@ -170,6 +173,7 @@ class DaemonService final : public ::accel::v1::Daemon::Service {
     resp->set_address(info_.address);
     resp->set_pid(::getpid());
     resp->set_uptime_seconds(absl::ToInt64Seconds(absl::Now() - info_.started));
+    resp->set_fd_store(info_.fd_store);
     if (info_.store_layers != nullptr) {
       StoreLayersStatus st = info_.store_layers->Status();
       auto* store = resp->mutable_store();
@@ -177,20 +181,25 @@ class DaemonService final : public ::accel::v1::Daemon::Service {
       store->set_reachable(st.reachable);
       store->set_id(st.id);
       store->set_error(st.error);
-      for (const auto& m : st.mounted) {
-        auto* ml = resp->add_mounted_layers();
-        ml->set_mountpoint(m.mountpoint);
-        ml->set_kind(kStoreKind);
-        ml->set_layer(m.diff_id);
+    }
+    std::map<std::string, uint64_t> fetched;
+    if (info_.estargz_layers != nullptr) {
+      for (const auto& m : info_.estargz_layers->MountedLayers()) {
+        fetched[m.mountpoint] = m.bytes_fetched;
       }
     }
-    if (info_.estargz_layers != nullptr) {
-      for (const auto& m : info_.estargz_layers->Mounted()) {
+    if (info_.mounts != nullptr) {
+      for (const MountStatus& m : info_.mounts->Status()) {
         auto* ml = resp->add_mounted_layers();
         ml->set_mountpoint(m.mountpoint);
-        ml->set_kind(kEstargzKind);
+        ml->set_kind(m.kind);
         ml->set_layer(m.layer);
-        ml->set_bytes_fetched(static_cast<int64_t>(m.bytes_fetched));
+        ml->set_state(m.state);
+        ml->set_error(m.error);
+        ml->set_restore_attempts(m.attempts);
+        ml->set_snapshot(m.snapshot);
+        auto f = fetched.find(m.mountpoint);
+        if (f != fetched.end()) ml->set_bytes_fetched(static_cast<int64_t>(f->second));
       }
     }
     auto* counts = resp->mutable_snapshots();

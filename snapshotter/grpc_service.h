@@ -21,12 +21,15 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 class StoreLayers;
 class EstargzLayers;
+class MountTable;
 
 struct DaemonInfo {
   std::string address;
   absl::Time started;
   StoreLayers* store_layers = nullptr;      // reported in GetStatus when set
   EstargzLayers* estargz_layers = nullptr;  // likewise
+  MountTable* mounts = nullptr;             // likewise
+  std::string fd_store;                     // the fd store's kind
 };
 
 // Creates the containerd.services.snapshots.v1.Snapshots service. `sn` must

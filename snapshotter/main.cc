@@ -9,6 +9,7 @@
 #include "common/version.h"
 #include "snapshotter/config.h"
 #include "snapshotter/daemon.h"
+#include "snapshotter/fd_store.h"
 
 namespace {
 
@@ -23,7 +24,9 @@ socket (mode 0600). Register it in containerd's config:
 
 Flags (each overrides the config file):
   --config FILE       TOML config file (keys: root, address, log_level,
-                      max_rpc_threads, store, fuse_threads, lazy, hosts_dir,
+                      max_rpc_threads, store, fuse_threads, fuse_lazy_threads,
+                      lazy, hosts_dir, fd_store, restore_wait_seconds,
+                      restore_threads, registry_request_timeout_seconds,
                       chunk_cache_mib, background_fetch_mibps, prefetch,
                       cri_image_address, cri_upstream, [registry])
   --root DIR          state directory
@@ -43,11 +46,14 @@ Flags (each overrides the config file):
   --cri-upstream SOCKET
                       containerd's socket the proxy forwards to
                       (default /run/containerd/containerd.sock)
+  --fd-store MODE     where FUSE connections and the socket outlive a restart:
+                      auto (default), holder, systemd or none
   --log-level LEVEL   debug, info, warn or error (default info)
   --version           print the version and exit
   -h, --help          print this help and exit
 
 Signals: SIGTERM or SIGINT stop it cleanly (in-flight requests finish).
+Mounted layers and the socket stay for the next start (see --fd-store).
 )";
 
 int Fail(const std::string& msg) {
@@ -59,9 +65,14 @@ int Fail(const std::string& msg) {
 
 int main(int argc, char** argv) {
   using accel::snapshotter::Config;
+  // The fd holder (snapshotter/fd_store.h), started by the daemon itself.
+  if (argc == 3 && std::strcmp(argv[1], "--fd-holder") == 0) {
+    return accel::snapshotter::RunFdHolder(argv[2]);
+  }
   accel::snapshotter::BlockTerminationSignals();
 
-  std::string config_path, root, address, log_level, store, cri_image_address, cri_upstream;
+  std::string config_path, root, address, log_level, store, cri_image_address, cri_upstream,
+      fd_store;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     std::string value;
@@ -98,6 +109,8 @@ int main(int argc, char** argv) {
       if (!take(cri_image_address)) return Fail("--cri-image-address needs a socket path");
     } else if (arg == "--cri-upstream") {
       if (!take(cri_upstream)) return Fail("--cri-upstream needs a socket path");
+    } else if (arg == "--fd-store") {
+      if (!take(fd_store)) return Fail("--fd-store needs auto, holder, systemd or none");
     } else if (arg == "--log-level") {
       if (!take(log_level)) return Fail("--log-level needs a level");
     } else {
@@ -117,6 +130,7 @@ int main(int argc, char** argv) {
   if (!store.empty()) config.store = store;
   if (!cri_image_address.empty()) config.cri_image_address = cri_image_address;
   if (!cri_upstream.empty()) config.cri_upstream = cri_upstream;
+  if (!fd_store.empty()) config.fd_store = fd_store;
   auto level = accel::ParseLogLevel(config.log_level);
   if (!level.ok()) return Fail(std::string(level.status().message()));
   accel::SetLogLevel(*level);

@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS labels(
   key         TEXT NOT NULL,
   value       TEXT NOT NULL,
   PRIMARY KEY(snapshot_id, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mounts(
+  mountpoint TEXT PRIMARY KEY,
+  snapshot   TEXT NOT NULL,
+  kind       TEXT NOT NULL,
+  layer      TEXT NOT NULL,
+  conn       TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
 )sql";
 
 // RAII prepared statement.
@@ -247,6 +253,50 @@ absl::Status MetaStore::LoadParents(SnapshotRecord& rec) {
     rec.parent_ids.push_back(st.Int(0));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> MetaStore::FirstChild(Transaction& tx, absl::string_view key) {
+  (void)tx;
+  Stmt st(db_,
+          "SELECT c.name FROM snapshots c JOIN snapshots p ON c.parent_id = p.id "
+          "WHERE p.name = ?1 LIMIT 1");
+  ACCEL_RETURN_IF_ERROR(st.status());
+  ACCEL_ASSIGN_OR_RETURN(bool row, st.Bind(1, key).Step());
+  return row ? st.Text(0) : std::string();
+}
+
+absl::Status MetaStore::PutMount(Transaction& tx, const MountRecord& rec) {
+  if (!tx.writable()) return absl::InternalError("PutMount needs a writable transaction");
+  Stmt st(db_,
+          "INSERT OR REPLACE INTO mounts(mountpoint, snapshot, kind, layer, conn) "
+          "VALUES(?1, ?2, ?3, ?4, ?5)");
+  ACCEL_RETURN_IF_ERROR(st.status());
+  return st.Bind(1, rec.mountpoint)
+      .Bind(2, rec.snapshot)
+      .Bind(3, rec.kind)
+      .Bind(4, rec.layer)
+      .Bind(5, rec.conn)
+      .Run();
+}
+
+absl::Status MetaStore::DeleteMount(Transaction& tx, absl::string_view mountpoint) {
+  if (!tx.writable()) return absl::InternalError("DeleteMount needs a writable transaction");
+  Stmt st(db_, "DELETE FROM mounts WHERE mountpoint = ?1");
+  ACCEL_RETURN_IF_ERROR(st.status());
+  return st.Bind(1, mountpoint).Run();
+}
+
+absl::StatusOr<std::vector<MountRecord>> MetaStore::ListMounts(Transaction& tx) {
+  (void)tx;
+  Stmt st(db_, "SELECT mountpoint, snapshot, kind, layer, conn FROM mounts ORDER BY mountpoint");
+  ACCEL_RETURN_IF_ERROR(st.status());
+  std::vector<MountRecord> out;
+  while (true) {
+    ACCEL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(MountRecord{st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Text(4)});
+  }
+  return out;
 }
 
 absl::Status MetaStore::WriteLabels(int64_t id, const Labels& labels) {

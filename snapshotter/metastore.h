@@ -38,6 +38,20 @@ struct SnapshotRecord {
   std::vector<int64_t> parent_ids;  // nearest parent first
 };
 
+// A layer mounted by the daemon (see mount_table.h): where, for which
+// committed snapshot, of which kind, and the FUSE connection's negotiated
+// parameters (fuse/protocol.h ConnParams, serialized) that a successor
+// process needs to serve the connection without INIT.
+struct MountRecord {
+  std::string mountpoint;
+  std::string snapshot;  // the committed snapshot's name
+  std::string kind;      // "store", "estargz"
+  std::string layer;     // the layer's digest (diff id or blob digest)
+  std::string conn;      // "" until the connection is initialised
+
+  bool operator==(const MountRecord&) const = default;
+};
+
 class MetaStore;
 
 class Transaction {
@@ -107,6 +121,15 @@ class MetaStore {
 
   // Calls `fn` for every snapshot (in id order); stops at the first error.
   absl::Status Walk(Transaction& tx, const std::function<absl::Status(const SnapshotRecord&)>& fn);
+
+  // The name of one child of `key`, or "" if it has none (or does not exist).
+  absl::StatusOr<std::string> FirstChild(Transaction& tx, absl::string_view key);
+
+  // The mount table (one row per mountpoint, see MountRecord). PutMount
+  // inserts or replaces. REQUIRES (Put/Delete): a writable transaction.
+  absl::Status PutMount(Transaction& tx, const MountRecord& rec);
+  absl::Status DeleteMount(Transaction& tx, absl::string_view mountpoint);
+  absl::StatusOr<std::vector<MountRecord>> ListMounts(Transaction& tx);
 
   // Returns every id in use.
   absl::StatusOr<std::vector<int64_t>> Ids(Transaction& tx);

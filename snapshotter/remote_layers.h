@@ -14,12 +14,14 @@
 //        containerd skips the download; if it cannot, `key` stays a plain
 //        active snapshot and containerd unpacks into it.
 //   Remove(TARGET)  -> Unmount() before the directory goes.
-//   daemon start    -> Restore() every committed remote snapshot before the
-//                      first RPC is answered.
+//   daemon start    -> RestoreAll() with every committed remote snapshot;
+//                      it returns at once and restores in the background.
+//   Prepare/View/Mounts above remote layers -> CheckServable() first.
 //
 // Implementations are thread-safe.
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/labels.h"
@@ -29,6 +31,13 @@ namespace accel::snapshotter {
 
 // The label names (kTargetRefLabel, kRemoteKindLabel, ...) are in
 // common/labels.h.
+
+// A committed remote snapshot, as restore needs it.
+struct RemoteSnapshot {
+  std::string name;
+  Labels labels;
+  std::string mountpoint;
+};
 
 class RemoteLayers {
  public:
@@ -44,13 +53,17 @@ class RemoteLayers {
   virtual absl::StatusOr<std::string> Mount(const Labels& labels, const std::string& parent,
                                             const std::string& mountpoint) = 0;
 
-  // Mounts again, after a restart, a layer that Mount() served before;
-  // `labels` are the committed snapshot's labels.
-  virtual absl::Status Restore(const Labels& labels, const std::string& mountpoint) = 0;
+  // Serves again, after a restart, every snapshot Mount() served before.
+  // Returns once the work is queued; layers are restored in the background.
+  virtual absl::Status RestoreAll(std::vector<RemoteSnapshot> snapshots) = 0;
 
-  // Unmounts what Mount() or Restore() mounted at `mountpoint`. OK if
+  // Unmounts what Mount() or RestoreAll() mounted at `mountpoint`. OK if
   // nothing is mounted there. FailedPrecondition if it is busy.
   virtual absl::Status Unmount(const std::string& mountpoint) = 0;
+
+  // OK unless one of `mountpoints` is a remote layer that cannot be served
+  // now (its restore failed): then Unavailable naming the layer and why.
+  virtual absl::Status CheckServable(const std::vector<std::string>& mountpoints) = 0;
 };
 
 }  // namespace accel::snapshotter

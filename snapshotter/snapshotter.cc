@@ -44,7 +44,10 @@ absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(const Snapshotter
   }
   ACCEL_RETURN_IF_ERROR(MkdirAll(options.root, 0700));
   ACCEL_RETURN_IF_ERROR(MkdirAll(options.root + "/snapshots", 0700));
-  ACCEL_ASSIGN_OR_RETURN(auto ms, MetaStore::Open(options.root + "/metadata.db"));
+  std::shared_ptr<MetaStore> ms = options.metastore;
+  if (ms == nullptr) {
+    ACCEL_ASSIGN_OR_RETURN(ms, MetaStore::Open(options.root + "/metadata.db"));
+  }
   MountPlanOptions plan;
   plan.index_off = OverlaySupportsIndex();
   plan.userxattr = InUserNamespace();
@@ -65,18 +68,31 @@ absl::Status Snapshotter::RestoreRemote() {
       return absl::OkStatus();
     }));
   }
+  std::vector<RemoteSnapshot> snapshots;
   for (const SnapshotRecord& rec : remote) {
-    absl::Status s = remote_->Restore(rec.info.labels, FsPath(rec.id));
-    if (s.ok()) {
-      ACCEL_LOG(kInfo, "msg=\"restored remote snapshot\"", LogField("key", rec.info.name),
-                LogField("kind", rec.info.labels.at(kRemoteKindLabel)));
-    } else {
-      ++restore_failures_;
-      ACCEL_LOG(kError, "msg=\"cannot restore remote snapshot\"", LogField("key", rec.info.name),
-                LogField("error", s.ToString()));
-    }
+    snapshots.push_back(RemoteSnapshot{rec.info.name, rec.info.labels, FsPath(rec.id)});
   }
-  return absl::OkStatus();
+  return remote_->RestoreAll(std::move(snapshots));
+}
+
+absl::Status Snapshotter::CheckLayers(const std::string& key, std::vector<int64_t> lower_ids) {
+  if (remote_ == nullptr || lower_ids.empty()) return absl::OkStatus();
+  std::vector<std::string> lower;
+  for (int64_t id : lower_ids) lower.push_back(FsPath(id));
+  return Annotate(remote_->CheckServable(lower), "snapshot ", key);
+}
+
+absl::Status Snapshotter::CheckParent(const std::string& key, const std::string& parent) {
+  if (remote_ == nullptr || parent.empty()) return absl::OkStatus();
+  std::vector<int64_t> ids;
+  {
+    ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(false));
+    absl::StatusOr<SnapshotRecord> rec = ms_->Get(tx, parent);
+    if (!rec.ok()) return absl::OkStatus();  // CreateSnapshot reports it
+    ids.push_back(rec->id);
+    ids.insert(ids.end(), rec->parent_ids.begin(), rec->parent_ids.end());
+  }
+  return CheckLayers(key, std::move(ids));
 }
 
 std::string Snapshotter::FsPath(int64_t id) const {
@@ -152,6 +168,7 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::Prepare(const std::string& key,
   if (remote_ != nullptr && target != labels.end() && !target->second.empty()) {
     return PrepareRemote(key, parent, labels, target->second);
   }
+  ACCEL_RETURN_IF_ERROR(CheckParent(key, parent));
   ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, CreateSnapshot(Kind::kActive, key, parent, labels));
   return MountsFor(rec);
 }
@@ -204,6 +221,7 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::PrepareRemote(const std::string&
 absl::StatusOr<std::vector<Mount>> Snapshotter::View(const std::string& key,
                                                      const std::string& parent,
                                                      const Labels& labels) {
+  ACCEL_RETURN_IF_ERROR(CheckParent(key, parent));
   ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, CreateSnapshot(Kind::kView, key, parent, labels));
   return MountsFor(rec);
 }
@@ -211,6 +229,8 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::View(const std::string& key,
 absl::StatusOr<std::vector<Mount>> Snapshotter::Mounts(const std::string& key) {
   ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(false));
   ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, ms_->Get(tx, key));
+  tx.Commit().IgnoreError();
+  ACCEL_RETURN_IF_ERROR(CheckLayers(key, rec.parent_ids));
   return MountsFor(rec);
 }
 
@@ -240,14 +260,20 @@ absl::Status Snapshotter::Commit(const std::string& name, const std::string& key
 
 absl::Status Snapshotter::Remove(const std::string& key) {
   int64_t id = 0;
-  if (remote_ != nullptr) {
-    // A remote layer is unmounted first; if it is busy the snapshot stays.
+  {
+    // Everything that can refuse is checked before anything is unmounted or
+    // deleted: a refused Remove leaves the snapshot whole.
     ACCEL_ASSIGN_OR_RETURN(Transaction tx, ms_->Begin(false));
-    auto rec = ms_->Get(tx, key);
-    if (rec.ok() && rec->info.labels.contains(kRemoteKindLabel)) {
-      std::string fs = FsPath(rec->id);
-      tx.Commit().IgnoreError();
-      ACCEL_RETURN_IF_ERROR(Annotate(remote_->Unmount(fs), "remove ", key));
+    ACCEL_ASSIGN_OR_RETURN(SnapshotRecord rec, ms_->Get(tx, key));
+    ACCEL_ASSIGN_OR_RETURN(std::string child, ms_->FirstChild(tx, key));
+    if (!child.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot remove snapshot ", key, " with child (", child, ")"));
+    }
+    tx.Commit().IgnoreError();
+    if (remote_ != nullptr && rec.info.labels.contains(kRemoteKindLabel)) {
+      // A remote layer is unmounted first; if it is busy the snapshot stays.
+      ACCEL_RETURN_IF_ERROR(Annotate(remote_->Unmount(FsPath(rec.id)), "remove ", key));
     }
   }
   {

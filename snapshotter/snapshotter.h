@@ -37,13 +37,16 @@ struct SnapshotterOptions {
   // Serves remote layers (see remote_layers.h); null for plain layers only.
   // Not owned; must outlive the Snapshotter.
   RemoteLayers* remote = nullptr;
+  // The metadata database; null: opened at ROOT/metadata.db. Shared with
+  // the mount table in the daemon.
+  std::shared_ptr<MetaStore> metastore = nullptr;
 };
 
 class Snapshotter {
  public:
   // Opens (or creates) the state under options.root and, with a
-  // RemoteLayers, mounts every committed remote snapshot again. A layer that
-  // cannot be restored is logged and counted in restore_failures().
+  // RemoteLayers, hands it every committed remote snapshot to restore in
+  // the background (RemoteLayers::RestoreAll).
   static absl::StatusOr<std::unique_ptr<Snapshotter>> Open(const SnapshotterOptions& options);
 
   // Creates an active snapshot `key` above the committed `parent` ("" for
@@ -81,12 +84,11 @@ class Snapshotter {
   absl::Status Cleanup();
 
   const std::string& root() const { return root_; }
-  int restore_failures() const { return restore_failures_; }
   std::string FsPath(int64_t id) const;
   std::string WorkPath(int64_t id) const;
 
  private:
-  Snapshotter(std::string root, std::unique_ptr<MetaStore> ms, MountPlanOptions plan,
+  Snapshotter(std::string root, std::shared_ptr<MetaStore> ms, MountPlanOptions plan,
               RemoteLayers* remote)
       : root_(std::move(root)), ms_(std::move(ms)), plan_(plan), remote_(remote) {}
 
@@ -99,15 +101,18 @@ class Snapshotter {
                                                    const std::string& parent, const Labels& labels,
                                                    const std::string& target);
   absl::Status RestoreRemote();
+  // Unavailable when a remote layer among `lower_ids` (or below `parent`)
+  // cannot be served; checked before anything is created.
+  absl::Status CheckLayers(const std::string& key, std::vector<int64_t> lower_ids);
+  absl::Status CheckParent(const std::string& key, const std::string& parent);
   std::vector<Mount> MountsFor(const SnapshotRecord& rec) const;
   std::string SnapshotsDir() const { return root_ + "/snapshots"; }
 
   // Constant after construction.
   const std::string root_;
-  const std::unique_ptr<MetaStore> ms_;
+  const std::shared_ptr<MetaStore> ms_;
   const MountPlanOptions plan_;
   RemoteLayers* const remote_;
-  int restore_failures_ = 0;  // set once in Open()
 };
 
 }  // namespace accel::snapshotter

@@ -1,9 +1,12 @@
 #include "snapshotter/store_layers.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/labels.h"
 #include "common/log.h"
-#include "common/sha256.h"
 #include "common/status_macros.h"
+#include "fuse/file_source.h"
+#include "fuse/layer_tree.h"
 
 namespace accel::snapshotter {
 namespace {
@@ -15,10 +18,10 @@ const std::string* Find(const Labels& labels, const char* key) {
 
 }  // namespace
 
-StoreLayers::StoreLayers(std::string store_dir, fuse::FuseServer* server)
-    : store_dir_(std::move(store_dir)), server_(server) {}
+StoreLayers::StoreLayers(std::string store_dir) : store_dir_(std::move(store_dir)) {}
 
 absl::StatusOr<std::shared_ptr<const store::Store>> StoreLayers::GetStore() {
+  if (store_dir_.empty()) return absl::FailedPreconditionError("no store is configured");
   absl::StatusOr<std::unique_ptr<store::Store>> opened = store::Store::Open(store_dir_, false);
   absl::MutexLock lock(&mu_);
   if (!opened.ok()) {
@@ -36,111 +39,85 @@ absl::StatusOr<std::shared_ptr<const store::Store>> StoreLayers::GetStore() {
   return std::shared_ptr<const store::Store>(std::move(*opened));
 }
 
-absl::StatusOr<StoreLayers::Layer> StoreLayers::LoadLayer(const store::Store& store,
-                                                          const std::string& diff_id) {
+std::optional<LayerMatch> StoreLayers::Identify(const Labels& labels) {
+  const std::string* diff_id = Find(labels, kStoreLayerLabel);
+  if (diff_id == nullptr) return std::nullopt;
+  if (!store::ValidateDiffId(*diff_id).ok()) {
+    ACCEL_LOG(kWarn, "msg=\"invalid store layer label; not served from the store\"",
+              LogField("label", diff_id->substr(0, 100)));
+    return std::nullopt;
+  }
+  return LayerMatch{kStoreKind, *diff_id, *diff_id};
+}
+
+absl::StatusOr<LoadedLayer> StoreLayers::LoadLayer(const store::Store& store,
+                                                   const std::string& diff_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = layers_.find(diff_id);
+    if (it != layers_.end()) return it->second.loaded;
+  }
+  // Loading can take a while for a big layer: not under the lock. Two
+  // loads of one layer may race; the first one kept wins.
+  absl::Time start = absl::Now();
   ACCEL_ASSIGN_OR_RETURN(store::OpenLayer opened, store.Open(diff_id));
   const uint64_t data_size = opened.index.data_size;
   ACCEL_ASSIGN_OR_RETURN(std::unique_ptr<const fuse::LayerTree> tree,
                          fuse::LayerTree::Build(std::move(opened.index.entries)));
-  Layer layer;
-  layer.tree = std::move(tree);
-  layer.source = fuse::MakeDataFileSource(std::move(opened.data), data_size);
-  return layer;
+  LoadedLayer loaded;
+  loaded.layer.tree = std::move(tree);
+  loaded.layer.source = fuse::MakeDataFileSource(std::move(opened.data), data_size);
+  loaded.fsname = absl::StrCat("accel-store:", diff_id.substr(0, 19));
+  loaded.id = diff_id;
+  ACCEL_LOG(kDebug, "msg=\"loaded store layer\"", LogField("layer", diff_id),
+            LogField("entries", absl::StrCat(loaded.layer.tree->node_count())),
+            LogField("took", absl::FormatDuration(absl::Now() - start)));
+  return loaded;
 }
 
-absl::Status StoreLayers::MountLayer(const store::Store& store, const std::string& diff_id,
-                                     const std::string& mountpoint) {
-  Layer layer;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = layers_.find(diff_id);
-    if (it != layers_.end()) layer = it->second;
-  }
-  if (layer.tree == nullptr) {
-    // Loading can take a while for a big layer: not under the lock. Two
-    // loads of one layer may race; the first one stored wins.
-    absl::Time start = absl::Now();
-    ACCEL_ASSIGN_OR_RETURN(layer, LoadLayer(store, diff_id));
-    ACCEL_LOG(kDebug, "msg=\"loaded store layer\"", LogField("layer", diff_id),
-              LogField("entries", absl::StrCat(layer.tree->node_count())),
-              LogField("took", absl::FormatDuration(absl::Now() - start)));
-  }
-  ACCEL_RETURN_IF_ERROR(server_->Mount(mountpoint, layer.tree, layer.source,
-                                       absl::StrCat("accel-store:", diff_id.substr(0, 19))));
-  absl::MutexLock lock(&mu_);
-  auto [it, inserted] = layers_.try_emplace(diff_id, layer);
-  it->second.mounts++;
-  mounted_[mountpoint] = diff_id;
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> StoreLayers::Mount(const Labels& labels, const std::string& parent,
-                                               const std::string& mountpoint) {
-  const std::string* diff_id = Find(labels, kStoreLayerLabel);
-  if (diff_id == nullptr || store_dir_.empty()) return std::string();
-  if (!store::ValidateDiffId(*diff_id).ok()) {
-    ACCEL_LOG(kWarn, "msg=\"invalid store layer label; downloading the layer\"",
-              LogField("label", diff_id->substr(0, 100)));
-    return std::string();
-  }
-  // containerd commits a layer under its chain id: diff id for the bottom
-  // layer, sha256("<parent chain id> <diff id>") above. A target that is
-  // not this layer's chain id means the image's annotations do not match
-  // its config: never mount under someone else's name.
-  // containerd's metadata layer names backend snapshots "ns/id/name"; a
-  // parent committed by the remote path has its bare chain id as name.
-  const std::string parent_chain =
-      parent.substr(parent.rfind('/') == std::string::npos ? 0 : parent.rfind('/') + 1);
-  const std::string* target = Find(labels, kTargetRefLabel);
-  const std::string chain =
-      parent.empty() ? *diff_id : Sha256::Of(absl::StrCat(parent_chain, " ", *diff_id));
-  if (target == nullptr || *target != chain) {
-    ACCEL_LOG(kWarn,
-              "msg=\"store layer label does not match the layer's chain id; downloading it\"",
-              LogField("layer", *diff_id), LogField("target", target ? *target : ""),
-              LogField("parent", parent));
-    return std::string();
+absl::StatusOr<std::optional<LoadedLayer>> StoreLayers::Load(const Labels& labels,
+                                                             const LayerMatch& match, bool strict) {
+  const std::string& diff_id = match.layer;
+  if (store_dir_.empty()) {
+    if (!strict) return std::nullopt;
+    return absl::FailedPreconditionError(
+        absl::StrCat("layer ", diff_id, " came from a store, but no store is configured"));
   }
   absl::StatusOr<std::shared_ptr<const store::Store>> store = GetStore();
-  if (!store.ok()) return std::string();
+  if (!store.ok()) {
+    if (!strict) return std::nullopt;
+    return Annotate(store.status(), "store layer ", diff_id);
+  }
   const std::string* want_id = Find(labels, kStoreIdLabel);
-  if (want_id != nullptr && *want_id != (*store)->id()) {
+  if (!strict && want_id != nullptr && *want_id != (*store)->id()) {
     ACCEL_LOG(kInfo, "msg=\"layer was converted into another store; downloading it\"",
-              LogField("layer", *diff_id), LogField("want_store", *want_id),
+              LogField("layer", diff_id), LogField("want_store", *want_id),
               LogField("have_store", (*store)->id()));
-    return std::string();
+    return std::nullopt;
   }
-  if (!(*store)->HasLayer(*diff_id)) {
-    ACCEL_LOG(kInfo, "msg=\"layer not in the store; downloading it\"", LogField("layer", *diff_id));
-    return std::string();
+  if (!strict && !(*store)->HasLayer(diff_id)) {
+    ACCEL_LOG(kInfo, "msg=\"layer not in the store; downloading it\"", LogField("layer", diff_id));
+    return std::nullopt;
   }
-  ACCEL_RETURN_IF_ERROR(
-      Annotate(MountLayer(**store, *diff_id, mountpoint), "mount store layer ", *diff_id));
-  return std::string(kStoreKind);
+  absl::StatusOr<LoadedLayer> loaded = LoadLayer(**store, diff_id);
+  if (!loaded.ok()) return Annotate(loaded.status(), "load store layer ", diff_id);
+  return std::optional<LoadedLayer>(*std::move(loaded));
 }
 
-absl::Status StoreLayers::Restore(const Labels& labels, const std::string& mountpoint) {
-  const std::string* diff_id = Find(labels, kStoreLayerLabel);
-  if (diff_id == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat("no ", kStoreLayerLabel, " label"));
-  }
-  if (store_dir_.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("layer ", *diff_id, " came from a store, but no store is configured"));
-  }
-  ACCEL_ASSIGN_OR_RETURN(std::shared_ptr<const store::Store> store, GetStore());
-  return Annotate(MountLayer(*store, *diff_id, mountpoint), "restore store layer ", *diff_id);
+void StoreLayers::Mounted(const std::string& mountpoint, const LoadedLayer& layer) {
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = layers_.try_emplace(layer.id, Shared{layer, 0});
+  it->second.mounts++;
+  mounted_[mountpoint] = layer.id;
 }
 
-absl::Status StoreLayers::Unmount(const std::string& mountpoint) {
-  ACCEL_RETURN_IF_ERROR(server_->Unmount(mountpoint));
+void StoreLayers::Unmounted(const std::string& mountpoint) {
   absl::MutexLock lock(&mu_);
   auto m = mounted_.find(mountpoint);
-  if (m == mounted_.end()) return absl::OkStatus();
+  if (m == mounted_.end()) return;
   auto it = layers_.find(m->second);
   if (it != layers_.end() && --it->second.mounts <= 0) layers_.erase(it);
   mounted_.erase(m);
-  return absl::OkStatus();
 }
 
 StoreLayersStatus StoreLayers::Status() {
@@ -155,8 +132,6 @@ StoreLayersStatus StoreLayers::Status() {
       status.error = std::string(store.status().message());
     }
   }
-  absl::MutexLock lock(&mu_);
-  for (const auto& [mp, diff_id] : mounted_) status.mounted.push_back({mp, diff_id});
   return status;
 }
 

@@ -53,6 +53,8 @@ env_cleanup() {
   fi
   local i
   for ((i = ${#ENV_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${ENV_PIDS[i]}"; done
+  # After the daemons (a live daemon would start its holder again).
+  stop_fd_holders
   awk -v t="$ENV_TMP" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m"
   done
@@ -177,6 +179,19 @@ start_accel() {
   ACCEL_PID=$!
   ENV_PIDS+=($ACCEL_PID)
   wait_for "accel-snapshotter" "$ACCEL_BIN_DIR/accelctl" status --address "$ACCEL_SOCK" --timeout 1
+}
+
+# stop_fd_holders: the fd holders that accel daemons of this test started
+# (`accel-snapshotter --fd-holder $ENV_TMP/...`), found by their command line
+# in /proc (never by globbing: a directory here may be a FUSE mount nobody
+# serves) and stopped by PID; their FUSE connections end.
+stop_fd_holders() {
+  local p cmd
+  for p in /proc/[0-9]*; do
+    cmd=$( { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null) || continue
+    [[ $cmd == *"--fd-holder $ENV_TMP/"* ]] && stop_pid "${p#/proc/}"
+  done
+  return 0
 }
 
 stop_accel() { # SIGTERM, as systemd does

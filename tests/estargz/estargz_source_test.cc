@@ -26,6 +26,25 @@ namespace {
 using estargz::testing::MemoryReader;
 using estargz::testing::StringInput;
 
+// The blob as the BlobReader EstargzSource reads from, counting reads.
+class MemoryBlob final : public registry::BlobReader {
+ public:
+  MemoryBlob(const std::string& blob, int* calls)
+      : read_(MemoryReader(blob, calls)), size_(blob.size()) {}
+  int64_t size() const override { return static_cast<int64_t>(size_); }
+  absl::StatusOr<std::string> ReadAt(int64_t offset, int64_t length) override {
+    return read_(static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
+  }
+
+ private:
+  estargz::ReadAtFn read_;
+  size_t size_;
+};
+
+std::shared_ptr<registry::BlobReader> Blob(const std::string& blob, int* calls) {
+  return std::make_shared<MemoryBlob>(blob, calls);
+}
+
 std::string Random(size_t n) {
   std::mt19937 rng(7);
   std::string s(n, '\0');
@@ -79,7 +98,7 @@ class EstargzSourceTest : public ::testing::Test {
 
 TEST_F(EstargzSourceTest, FetchesMissingChunksOnceAndReadsCachedOnesByRange) {
   int calls = 0;
-  EstargzSource source(toc_, MemoryReader(blob_, &calls), cache_, "test");
+  EstargzSource source(toc_, Blob(blob_, &calls), cache_, "test");
   // Chunks 1..4, fetched in one merged request.
   EXPECT_EQ(Read(source, 1500, 3000), content_.substr(1500, 3000));
   EXPECT_EQ(calls, 1);
@@ -102,14 +121,14 @@ TEST_F(EstargzSourceTest, FetchesMissingChunksOnceAndReadsCachedOnesByRange) {
 TEST_F(EstargzSourceTest, ChunkSizeThatDoesNotMatchTheCachedChunkIsAnError) {
   int calls = 0;
   {
-    EstargzSource source(toc_, MemoryReader(blob_, &calls), cache_, "test");
+    EstargzSource source(toc_, Blob(blob_, &calls), cache_, "test");
     EXPECT_EQ(Read(source, 0, 1000), content_.substr(0, 1000));  // chunk 0 cached
   }
   // Another layer's TOC names the same chunk digest with another size.
   estargz::Toc lying = *toc_;
   lying.chunks[big_->data_offset].size = 999;
-  EstargzSource source(std::make_shared<const estargz::Toc>(lying), MemoryReader(blob_, &calls),
-                       cache_, "lying");
+  EstargzSource source(std::make_shared<const estargz::Toc>(lying), Blob(blob_, &calls), cache_,
+                       "lying");
   std::string buf(100, '\0');
   absl::StatusOr<size_t> n = source.ReadAt(*big_, 0, buf.data(), buf.size());
   EXPECT_FALSE(n.ok()) << "served " << (n.ok() ? *n : 0) << " bytes of a chunk of another size";

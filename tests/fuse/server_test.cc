@@ -27,7 +27,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "fuse/mountinfo.h"
+#include "fuse/protocol.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -80,6 +82,16 @@ std::vector<std::string> MountsUnder(const std::string& dir) {
     }
   }
   return out;
+}
+
+// FuseServer::Mount of `tree` over `source` on the local pool.
+absl::Status MountLayer(FuseServer& server, const std::string& mp,
+                        std::shared_ptr<const LayerTree> tree, std::shared_ptr<FileSource> source,
+                        const std::string& fsname) {
+  return server
+      .Mount(mp, FuseServer::Layer{std::move(tree), std::move(source)}, FuseServer::Pool::kLocal,
+             fsname)
+      .status();
 }
 
 const MountInfoEntry* FindMount(const std::vector<MountInfoEntry>& mounts, const std::string& mp) {
@@ -209,8 +221,8 @@ class FuseServerTest : public ::testing::Test {
     return p;
   }
 
-  std::unique_ptr<FuseServer> StartServer(int threads = 4) {
-    auto s = FuseServer::Start(FuseServer::Options{threads});
+  std::unique_ptr<FuseServer> StartServer(int threads = 4, int network_threads = 2) {
+    auto s = FuseServer::Start(FuseServer::Options{threads, network_threads});
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? std::move(s).value() : nullptr;
   }
@@ -256,7 +268,8 @@ TEST_F(FuseServerTest, ShowsEveryEntryTypeAsTheLayerSaysAndIsReadOnly) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
   const std::string mp = MakeDir("mnt");
-  ASSERT_OK(server->Mount(mp, tree, layer.Source(tmp_.path() + "/data"), "accel-test:sha256:abcd"));
+  ASSERT_OK(
+      MountLayer(*server, mp, tree, layer.Source(tmp_.path() + "/data"), "accel-test:sha256:abcd"));
   absl::Cleanup unmount = [&] { server->Unmount(mp).IgnoreError(); };
   EXPECT_EQ(server->mount_count(), 1u);
   EXPECT_THAT(server->Mountpoints(), ElementsAre(mp));
@@ -468,11 +481,11 @@ TEST_F(FuseServerTest, ReadsFilesByteForByteWithAndWithoutSplice) {
   const std::string a = MakeDir("splice");
   const std::string b = MakeDir("copy");
   const std::string c = MakeDir("failing");
-  ASSERT_OK(server->Mount(a, tree, data, "accel-test:a"));
+  ASSERT_OK(MountLayer(*server, a, tree, data, "accel-test:a"));
   absl::Cleanup ua = [&] { server->Unmount(a).IgnoreError(); };
-  ASSERT_OK(server->Mount(b, tree, copying, "accel-test:b"));
+  ASSERT_OK(MountLayer(*server, b, tree, copying, "accel-test:b"));
   absl::Cleanup ub = [&] { server->Unmount(b).IgnoreError(); };
-  ASSERT_OK(server->Mount(c, tree, std::make_shared<FailingSource>(), "accel-test:c"));
+  ASSERT_OK(MountLayer(*server, c, tree, std::make_shared<FailingSource>(), "accel-test:c"));
   absl::Cleanup uc = [&] { server->Unmount(c).IgnoreError(); };
 
   for (const std::string& mp : {a, b}) {
@@ -517,7 +530,7 @@ TEST_F(FuseServerTest, ConcurrentReadersAcrossMounts) {
   };
   for (int i = 0; i < 4; ++i) {
     const std::string mp = MakeDir(absl::StrCat("m", i));
-    ASSERT_OK(server->Mount(mp, tree, source, "accel-test"));
+    ASSERT_OK(MountLayer(*server, mp, tree, source, "accel-test"));
     mps.push_back(mp);
   }
   std::atomic<int> bad{0};
@@ -556,7 +569,8 @@ TEST_F(FuseServerTest, OverlayHonoursWhiteoutsAndOpaqueDirsAndBlocksUnmount) {
   ASSERT_NE(server, nullptr);
   const size_t threads = ThreadCount();
   const std::string fuse_mp = MakeDir("layer");
-  ASSERT_OK(server->Mount(fuse_mp, tree, layer.Source(tmp_.path() + "/data"), "accel-test:ovl"));
+  ASSERT_OK(
+      MountLayer(*server, fuse_mp, tree, layer.Source(tmp_.path() + "/data"), "accel-test:ovl"));
   absl::Cleanup unmount_fuse = [&] { server->Unmount(fuse_mp).IgnoreError(); };
 
   const std::string upper = MakeDir("upper");
@@ -600,7 +614,7 @@ TEST_F(FuseServerTest, UnmountRefusesWhileAFileIsOpenOrAMountSitsInside) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
   const std::string mp = MakeDir("mnt");
-  ASSERT_OK(server->Mount(mp, tree, layer.Source(tmp_.path() + "/data"), "accel-test"));
+  ASSERT_OK(MountLayer(*server, mp, tree, layer.Source(tmp_.path() + "/data"), "accel-test"));
   absl::Cleanup unmount = [&] { server->Unmount(mp).IgnoreError(); };
 
   int fd = open((mp + "/f").c_str(), O_RDONLY | O_CLOEXEC);
@@ -619,9 +633,9 @@ TEST_F(FuseServerTest, UnmountRefusesWhileAFileIsOpenOrAMountSitsInside) {
 }
 
 TEST_F(FuseServerTest, ThreadsDoNotGrowWithMounts) {
-  auto server = StartServer(4);
+  auto server = StartServer(4, 2);
   ASSERT_NE(server, nullptr);
-  EXPECT_EQ(server->thread_count(), 4);
+  EXPECT_EQ(server->thread_count(), 6);
   const size_t threads = ThreadCount();
   constexpr int kLayers = 64;
   std::vector<std::string> mps;
@@ -633,8 +647,9 @@ TEST_F(FuseServerTest, ThreadsDoNotGrowWithMounts) {
     layer.AddFile("f", absl::StrCat("layer ", i, "\n"));
     layer.AddFile(absl::StrCat("dir", i, "/g"), RandomBytes(3 << 16, i));
     const std::string mp = MakeDir(absl::StrCat("l", i));
-    ASSERT_OK(server->Mount(mp, layer.Tree(), layer.Source(absl::StrCat(tmp_.path(), "/d", i)),
-                            absl::StrCat("accel-test:", i)));
+    ASSERT_OK(MountLayer(*server, mp, layer.Tree(),
+                         layer.Source(absl::StrCat(tmp_.path(), "/d", i)),
+                         absl::StrCat("accel-test:", i)));
     mps.push_back(mp);
   }
   EXPECT_EQ(server->mount_count(), static_cast<size_t>(kLayers));
@@ -661,7 +676,7 @@ TEST_F(FuseServerTest, MountUnmountCyclesLeakNoDescriptors) {
   const std::string mp = MakeDir("mnt");
   size_t fds_after_first = 0;
   for (int cycle = 0; cycle < 6; ++cycle) {
-    ASSERT_OK(server->Mount(mp, tree, source, "accel-test"));
+    ASSERT_OK(MountLayer(*server, mp, tree, source, "accel-test"));
     absl::Cleanup unmount = [&] { server->Unmount(mp).IgnoreError(); };
     // Several concurrent readers so that every worker serves (and splices).
     std::vector<std::thread> readers;
@@ -706,7 +721,8 @@ TEST_F(FuseServerTest, DeadMountLeftByACrashedServerIsReplaced) {
   layer.AddFile("f", "alive\n");
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
-  ASSERT_OK(server->Mount(mp, layer.Tree(), layer.Source(tmp_.path() + "/data"), "accel-test"));
+  ASSERT_OK(
+      MountLayer(*server, mp, layer.Tree(), layer.Source(tmp_.path() + "/data"), "accel-test"));
   absl::Cleanup unmount = [&] { server->Unmount(mp).IgnoreError(); };
   EXPECT_EQ(ReadAll(mp + "/f").value_or("?"), "alive\n");
   auto mounts = ReadMountInfo();
@@ -726,7 +742,7 @@ TEST_F(FuseServerTest, ExternalUnmountIsNoticed) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
   const std::string mp = MakeDir("mnt");
-  ASSERT_OK(server->Mount(mp, tree, source, "accel-test"));
+  ASSERT_OK(MountLayer(*server, mp, tree, source, "accel-test"));
   absl::Cleanup unmount = [&] { server->Unmount(mp).IgnoreError(); };
   EXPECT_EQ(ReadAll(mp + "/f").value_or("?"), "x");
   ASSERT_EQ(umount2(mp.c_str(), 0), 0) << strerror(errno);
@@ -734,9 +750,54 @@ TEST_F(FuseServerTest, ExternalUnmountIsNoticed) {
   EXPECT_OK(server->Unmount(mp));
   EXPECT_EQ(server->mount_count(), 0u);
   // The path can be mounted again.
-  ASSERT_OK(server->Mount(mp, tree, source, "accel-test"));
+  ASSERT_OK(MountLayer(*server, mp, tree, source, "accel-test"));
   EXPECT_EQ(ReadAll(mp + "/f").value_or("?"), "x");
   EXPECT_OK(server->Unmount(mp));
+}
+
+// A restart: one server mounts and goes away leaving the mount; a reader
+// blocks meanwhile; a second server adopts the kept descriptor with the
+// negotiated parameters (no INIT) and serves the reader. Then Fail makes
+// reads EIO, never an empty file.
+TEST_F(FuseServerTest, AdoptedConnectionServesWaitingReadersWithoutInit) {
+  TestLayer layer;
+  layer.AddFile("f", "adopted\n");
+  auto tree = layer.Tree();
+  auto source = layer.Source(tmp_.path() + "/data");
+  const std::string mp = MakeDir("mnt");
+  FuseServer::Options keep{2, 1, /*unmount_on_destroy=*/false};
+  auto first = FuseServer::Start(keep);
+  ASSERT_OK(first.status());
+  ASSERT_OK_AND_ASSIGN(proto::ConnParams conn,
+                       (*first)->Mount(mp, {tree, source}, FuseServer::Pool::kLocal, "accel-test"));
+  EXPECT_TRUE(conn.initialized());
+  ASSERT_OK_AND_ASSIGN(UniqueFd kept, (*first)->DupDevice(mp));
+  first->reset();  // the "daemon" exits; the kept descriptor holds the connection
+
+  std::atomic<bool> done{false};
+  std::string got;
+  std::thread reader([&] {
+    got = ReadAll(mp + "/f").value_or("<error>");
+    done = true;
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_FALSE(done) << "the reader waits while nobody serves";
+
+  auto second = FuseServer::Start(FuseServer::Options{2, 1});
+  ASSERT_OK(second.status());
+  ASSERT_OK((*second)->Adopt(mp, std::move(kept), conn, FuseServer::Pool::kLocal));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_FALSE(done) << "adopted but not served yet: still waiting";
+  ASSERT_OK((*second)->Serve(mp, {tree, source}));
+  reader.join();
+  EXPECT_EQ(got, "adopted\n");
+
+  ASSERT_OK((*second)->Fail(mp));
+  int fd = open((mp + "/g").c_str(), O_RDONLY);
+  EXPECT_LT(fd, 0);
+  EXPECT_EQ(errno, EIO) << "an unservable layer is EIO, never empty";
+  if (fd >= 0) close(fd);
+  EXPECT_OK((*second)->Unmount(mp));
 }
 
 TEST_F(FuseServerTest, DestructorUnmountsEverything) {
@@ -749,8 +810,8 @@ TEST_F(FuseServerTest, DestructorUnmountsEverything) {
   {
     auto server = StartServer();
     ASSERT_NE(server, nullptr);
-    ASSERT_OK(server->Mount(a, tree, source, "accel-test"));
-    ASSERT_OK(server->Mount(b, tree, source, "accel-test"));
+    ASSERT_OK(MountLayer(*server, a, tree, source, "accel-test"));
+    ASSERT_OK(MountLayer(*server, b, tree, source, "accel-test"));
     EXPECT_EQ(ReadAll(a + "/f").value_or("?"), "x");
   }
   EXPECT_THAT(MountsUnder(a), ::testing::IsEmpty());
@@ -764,21 +825,22 @@ TEST_F(FuseServerTest, MountArgumentErrors) {
   auto source = layer.Source(tmp_.path() + "/data");
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
-  EXPECT_THAT(server->Mount("relative/path", tree, source, "x"),
+  EXPECT_THAT(MountLayer(*server, "relative/path", tree, source, "x"),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(server->Mount(tmp_.path() + "/missing", tree, source, "x"),
+  EXPECT_THAT(MountLayer(*server, tmp_.path() + "/missing", tree, source, "x"),
               StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(server->Mount(tmp_.path() + "/data", tree, source, "x"),
+  EXPECT_THAT(MountLayer(*server, tmp_.path() + "/data", tree, source, "x"),
               StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(server->Mount(tmp_.path(), nullptr, source, "x"),
+  EXPECT_THAT(MountLayer(*server, tmp_.path(), nullptr, source, "x"),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(server->Mount(tmp_.path(), tree, nullptr, "x"),
+  EXPECT_THAT(MountLayer(*server, tmp_.path(), tree, nullptr, "x"),
               StatusIs(absl::StatusCode::kInvalidArgument));
   const std::string mp = MakeDir("mnt");
-  ASSERT_OK(server->Mount(mp + "//", tree, source, "x"));  // normalized to `mp`
+  ASSERT_OK(MountLayer(*server, mp + "//", tree, source, "x"));  // normalized to `mp`
   absl::Cleanup unmount = [&] { server->Unmount(mp).IgnoreError(); };
   EXPECT_THAT(server->Mountpoints(), ElementsAre(mp));
-  EXPECT_THAT(server->Mount(mp, tree, source, "x"), StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(MountLayer(*server, mp, tree, source, "x"),
+              StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_OK(server->Unmount(tmp_.path() + "/never-mounted"));
   EXPECT_OK(server->Unmount(mp + "/"));
   EXPECT_EQ(server->mount_count(), 0u);

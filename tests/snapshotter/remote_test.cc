@@ -33,9 +33,19 @@ class TmpfsRemote : public RemoteLayers {
     ACCEL_RETURN_IF_ERROR(MountTmpfs(labels, mp));
     return std::string("tmpfs");
   }
-  absl::Status Restore(const Labels& labels, const std::string& mp) override {
-    restores++;
-    return MountTmpfs(labels, mp);
+  // Restores at once (the daemon's MountTable does it in the background).
+  absl::Status RestoreAll(std::vector<RemoteSnapshot> snapshots) override {
+    for (const RemoteSnapshot& s : snapshots) {
+      restores++;
+      ACCEL_RETURN_IF_ERROR(MountTmpfs(s.labels, s.mountpoint));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status CheckServable(const std::vector<std::string>& mountpoints) override {
+    for (const std::string& mp : mountpoints) {
+      if (mp == failing) return absl::UnavailableError("layer sha256:x cannot be served: gone");
+    }
+    return absl::OkStatus();
   }
   absl::Status Unmount(const std::string& mp) override {
     unmounts++;
@@ -45,6 +55,7 @@ class TmpfsRemote : public RemoteLayers {
   }
 
   std::atomic<int> mounts{0}, restores{0}, unmounts{0};
+  std::string failing;  // CheckServable refuses this mountpoint
 
  private:
   static absl::Status MountTmpfs(const Labels& labels, const std::string& mp) {
@@ -140,11 +151,36 @@ TEST_F(RemoteTest, RestartRestoresMountsAndRemoveUnmounts) {
   ASSERT_FALSE(IsMountPoint(fs));
   ASSERT_OK_AND_ASSIGN(sn_, Snapshotter::Open({root_, &remote_}));
   EXPECT_EQ(remote_.restores, 1);
-  EXPECT_EQ(sn_->restore_failures(), 0);
   EXPECT_TRUE(IsMountPoint(fs)) << "remounted before any RPC";
   ASSERT_OK(sn_->Remove("sha256:l1"));
   EXPECT_FALSE(IsMountPoint(fs));
   EXPECT_NE(::access((root_ + "/snapshots/1").c_str(), F_OK), 0);
+}
+
+TEST_F(RemoteTest, RemoveOfAParentIsRefusedBeforeAnythingIsUnmounted) {
+  EXPECT_THAT(sn_->Prepare("x", "", Remote("sha256:l1")),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  ASSERT_OK(sn_->Prepare("child", "sha256:l1", {}).status());
+  EXPECT_THAT(sn_->Remove("sha256:l1"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(remote_.unmounts, 0) << "nothing may be unmounted before the check";
+  EXPECT_TRUE(IsMountPoint(root_ + "/snapshots/1/fs"));
+  ASSERT_OK(sn_->Stat("sha256:l1").status());
+  ASSERT_OK(sn_->Remove("child"));
+  ASSERT_OK(sn_->Remove("sha256:l1"));
+  EXPECT_EQ(remote_.unmounts, 1);
+}
+
+TEST_F(RemoteTest, SnapshotsAboveALayerThatCannotBeServedAreRefused) {
+  EXPECT_THAT(sn_->Prepare("x", "", Remote("sha256:l1")),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  remote_.failing = root_ + "/snapshots/1/fs";
+  absl::StatusOr<std::vector<Mount>> m = sn_->Prepare("c", "sha256:l1", {});
+  EXPECT_THAT(m, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(std::string(m.status().message()), ::testing::HasSubstr("sha256:x"));
+  EXPECT_THAT(sn_->View("v", "sha256:l1", {}), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(sn_->Stat("c"), StatusIs(absl::StatusCode::kNotFound)) << "nothing half-made";
+  remote_.failing.clear();
+  EXPECT_OK(sn_->Prepare("c", "sha256:l1", {}).status());
 }
 
 }  // namespace
